@@ -240,8 +240,10 @@ def _apply_log(log_weights: jax.Array, log_values: jax.Array) -> jax.Array:
     shift_w = _finite_max(log_weights, axis=2)
     shift_v = _finite_max(log_values, axis=1)
     total = _apply_linear(jnp.exp(log_weights - shift_w), jnp.exp(log_values - shift_v))
-    ones = jnp.ones((log_values.shape[0], 1, *log_values.shape[2:]), shift_w.dtype)
-    return jnp.log(total) + shift_v + _apply_linear(shift_w, ones)
+    nodes, groups = log_values.shape[0], log_weights.shape[0]
+    shift_w = jnp.tile(shift_w, (nodes // groups, 1, 1))  # One row per node.
+    shift_w = shift_w.reshape(*shift_w.shape[:2], *(1,) * (log_values.ndim - 2))
+    return jnp.log(total) + shift_v + shift_w
 
 
 def evaluate(

@@ -1,4 +1,3 @@
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -286,17 +285,20 @@ def test_log_space_large_image_is_finite_and_linear_underflows():
         one_hot = jnp.stack([pixels, ~pixels], axis=-1).astype(jnp.float32)
         log_features = jnp.log(one_hot)
 
-        def scores_of(p, f):
-            return jax.vmap(lambda x: jc.evaluate(p, tree, x, space="log"))(f)
+        @jax.jit
+        def run(p):
+            def total(q):
+                scores = jax.vmap(lambda x: jc.evaluate(q, tree, x, space="log"))(
+                    log_features
+                )
+                return -jnp.sum(scores), scores
 
-        scores = jax.jit(scores_of)(log_params, log_features)
-        grads = jax.jit(jax.grad(lambda p: -jnp.sum(scores_of(p, log_features))))(
-            log_params
-        )
-        linear_params = tuple(jnp.exp(p) for p in log_params)
-        linear = jax.jit(jax.vmap(lambda f: jc.evaluate(linear_params, tree, f)))(
-            one_hot
-        )
+            (_, scores), grads = jax.value_and_grad(total, has_aux=True)(p)
+            linear_params = tuple(jnp.exp(w) for w in p)
+            linear = jax.vmap(lambda f: jc.evaluate(linear_params, tree, f))(one_hot)
+            return scores, grads, linear
+
+        scores, grads, linear = run(log_params)
     assert scores.dtype == jnp.float32
     assert np.all(np.isfinite(scores)) and np.all(
         scores < -200
