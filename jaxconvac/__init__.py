@@ -20,6 +20,7 @@ Glossary of the dimension names used in shapes throughout the docs:
 from jaxconvac.decompositions import (
     coefficient_tensor,
     evaluate,
+    grid_tensor,
     init_decomposition,
 )
 from jaxconvac.matricization import matricize, odd_even_modes
@@ -39,6 +40,7 @@ __all__ = [
     "evaluate",
     "exact_rank",
     "generalized_tensor_product",
+    "grid_tensor",
     "init_decomposition",
     "matricize",
     "numerical_rank",

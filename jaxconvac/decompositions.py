@@ -363,24 +363,16 @@ def coefficient_tensor(
     params = check_params(params, tree)
     _check_choice("space", space, SPACES)
     num_descriptors, num_outputs = params[0].shape[2], params[-1].shape[1]
-    entries = num_outputs * num_descriptors**tree.num_modes
-    if entries > max_entries:
-        raise ValueError(
-            f"the coefficient tensor has num_outputs * M**N = {num_outputs} * "
-            f"{num_descriptors}**{tree.num_modes} = {entries} entries, above "
-            f"max_entries={max_entries}; raise max_entries to form it."
-        )
+    _check_entries(
+        "coefficient tensor", num_outputs, num_descriptors, tree, max_entries
+    )
     if modulus is not None:
         params = _modular_params(params, modulus, space)
 
     def outer(a: jax.Array, b: jax.Array) -> jax.Array:
-        # (nodes, channels, K) and (nodes, channels, K') -> (..., K * K').
         if space == "log":
-            out = a[..., :, None] + b[..., None, :]
-        else:
-            out = a[..., :, None] * b[..., None, :]
-            out = out if modulus is None else out % modulus
-        return out.reshape(*a.shape[:-1], -1)
+            return a + b
+        return a * b if modulus is None else (a * b) % modulus
 
     def apply(weights: jax.Array, values: jax.Array) -> jax.Array:
         if space == "log":
@@ -389,18 +381,97 @@ def coefficient_tensor(
         return out if modulus is None else out % modulus
 
     eye = jnp.eye(num_descriptors, dtype=params[0].dtype)
-    leaves = jnp.broadcast_to(eye, (tree.num_modes, num_descriptors, num_descriptors))
-    if space == "log":
-        leaves = jnp.log(leaves)
+    leaves = jnp.log(eye) if space == "log" else eye
+    return _materialize(params, tree, leaves, outer, apply)
+
+
+def grid_tensor(
+    params: Sequence[ArrayLike],
+    tree: ModeTree,
+    template_features: ArrayLike,
+    *,
+    g: str | GFunction | GeneralizedProduct = "product",
+    max_entries: int = 2**24,
+) -> jax.Array:
+    """The grid tensor of a (generalized) tree decomposition (SPEC §4, ICML 2016).
+
+    For template points ``x^(0) … x^(K-1)`` with ``F[k, d] = f_d(x^(k))``, the
+    grid tensor holds the network's scores on every combination of templates:
+    ``G^y[k_0 … k_{N-1}] = h_y(x^(k_0), …, x^(k_{N-1}))``. It is the tree
+    decomposition with leaves ``F · W^i[α, :]`` and ``⊗_g`` at every node, so
+    for ``g="product"`` it is the coefficient tensor with every mode multiplied
+    by ``F``. Results about ReLU networks are ranks of its matricizations.
+
+    Args:
+      params: ``(W_0, …, W_L)`` from :func:`init_decomposition` (linear space).
+      tree: the mode tree, ``N`` leaves.
+      template_features: ``F`` of shape ``(num_templates, num_descriptors)``.
+      g: the generalized product: a built-in name, a callable or a
+        :class:`~jaxconvac.GeneralizedProduct`.
+      max_entries: the largest ``Y · K^N`` that may be formed.
+
+    Returns:
+      ``G`` of shape ``(num_outputs, K, …, K)`` with ``N`` modes of size ``K``.
+
+    Raises:
+      ValueError: if ``template_features`` is not ``(K, M)`` for these params,
+        the size exceeds ``max_entries``, or ``g`` is unknown or may not pool
+        the tree's windows.
+
+    Examples:
+      >>> tree = ModeTree.balanced(4)
+      >>> params = init_decomposition(jax.random.key(0), tree,
+      ...     num_descriptors=2, widths=(3, 3), num_outputs=1)
+      >>> grid_tensor(params, tree, jnp.eye(2), g="relu_max").shape
+      (1, 2, 2, 2, 2)
+    """
+    tree = _check_tree(tree)
+    params = check_params(params, tree)
+    operator = _check_operator(g, "linear", tree)
+    templates = jnp.asarray(template_features)
+    num_descriptors, num_outputs = params[0].shape[2], params[-1].shape[1]
+    if templates.ndim != 2 or templates.shape[1] != num_descriptors:
+        raise ValueError(
+            "template_features must have shape (num_templates, num_descriptors) "
+            f"with num_descriptors={num_descriptors} for these params, got "
+            f"{templates.shape}."
+        )
+    _check_entries("grid tensor", num_outputs, templates.shape[0], tree, max_entries)
+    return _materialize(params, tree, templates.T, operator.binary, _apply_linear)
+
+
+def _check_entries(what, num_outputs, mode_size, tree, max_entries) -> None:
+    entries = num_outputs * mode_size**tree.num_modes
+    if entries > max_entries:
+        raise ValueError(
+            f"the {what} has num_outputs * {mode_size}**N = {num_outputs} * "
+            f"{mode_size}**{tree.num_modes} = {entries} entries, above "
+            f"max_entries={max_entries}; raise max_entries to form it."
+        )
+
+
+def _materialize(params, tree, leaves, outer, apply) -> jax.Array:
+    """Bottom-up over the level plan, keeping every node's full tensor.
+
+    ``leaves`` is ``(M, K)``: leaf ``i`` of channel ``α`` is ``W^i[α] @ leaves``.
+    ``outer(a, b)`` combines entries of two children (``g``, or ``+`` in log
+    space); each node's tensor is flattened over its leaves in tree order,
+    which the final transpose puts back in position order.
+    """
+    num_outputs, mode_size = params[-1].shape[1], leaves.shape[1]
+    leaves = jnp.broadcast_to(leaves, (tree.num_modes, *leaves.shape))
     phi = apply(params[0], leaves)
     for level, window in enumerate(tree.windows, start=1):
         children = phi.reshape(-1, window, *phi.shape[1:])
         pooled = children[:, 0]
         for k in range(1, window):
-            pooled = outer(pooled, children[:, k])
+            # (nodes, channels, K) with (nodes, channels, K') -> (…, K * K').
+            child = children[:, k]
+            pooled = outer(pooled[..., :, None], child[..., None, :])
+            pooled = pooled.reshape(*child.shape[:-1], -1)
         phi = apply(params[level], pooled)
 
-    tensor = phi[0].reshape(num_outputs, *(num_descriptors,) * tree.num_modes)
+    tensor = phi[0].reshape(num_outputs, *(mode_size,) * tree.num_modes)
     position_of_leaf = np.argsort(tree.order)
     return jnp.transpose(tensor, (0, *(1 + position_of_leaf)))
 

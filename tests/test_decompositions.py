@@ -1,3 +1,5 @@
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -434,3 +436,51 @@ def test_evaluate_compiles_once_per_tree():
     for k in range(3):
         batch_scores(params, jnp.full((5, 16, 2), float(k)))
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize(
+    "name, g",
+    [
+        (name, g)
+        for name in ("shallow", "binary", "square")
+        for g in sorted(REFERENCE_G)
+        if g != "relu_of_sum" or max(TREES[name].windows) == 2
+    ],
+)
+def test_grid_tensor_is_evaluation_on_every_template_combination(name, g):
+    tree = TREES[name]
+    params = make(tree, "per_tap", num_descriptors=3, width=3)
+    templates = jax.random.normal(jax.random.key(11), (2, 3), jnp.float64)
+    grid = jc.grid_tensor(params, tree, templates, g=g)
+    assert grid.shape == (2,) + (2,) * tree.num_modes
+    combos = np.array(list(itertools.product(range(2), repeat=tree.num_modes)))
+    scores = jax.vmap(lambda f: jc.evaluate(params, tree, f, g=g))(templates[combos])
+    # itertools.product enumerates the combinations in C order, as reshape does.
+    np.testing.assert_allclose(grid.reshape(2, -1).T, scores, rtol=1e-9, atol=1e-12)
+
+
+def test_product_grid_tensor_is_coefficient_tensor_times_templates():
+    tree = TREES["mirror"]
+    params = make(tree, "none", num_descriptors=2)
+    templates = jax.random.normal(jax.random.key(12), (2, 2), jnp.float64)
+    expected = jc.coefficient_tensor(params, tree)
+    for mode in range(tree.num_modes):
+        expected = jnp.moveaxis(
+            jnp.tensordot(templates, expected, axes=([1], [1 + mode])), 0, 1 + mode
+        )
+    np.testing.assert_allclose(
+        jc.grid_tensor(params, tree, templates), expected, rtol=1e-9
+    )
+
+
+def test_grid_tensor_bad_templates_and_size():
+    tree = TREES["binary"]
+    params = make(tree, "full")
+    with pytest.raises(
+        ValueError, match="template_features must have shape .* got \\(3, 3\\)"
+    ):
+        jc.grid_tensor(params, tree, jnp.ones((3, 3)))
+    with pytest.raises(ValueError, match="grid tensor .* above max_entries=100"):
+        jc.grid_tensor(params, tree, jnp.ones((2, 2)), max_entries=100)
+    with pytest.raises(ValueError, match="g must be one of"):
+        jc.grid_tensor(params, tree, jnp.ones((2, 2)), g="maxpool")
