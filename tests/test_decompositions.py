@@ -484,3 +484,19 @@ def test_grid_tensor_bad_templates_and_size():
         jc.grid_tensor(params, tree, jnp.ones((2, 2)), max_entries=100)
     with pytest.raises(ValueError, match="g must be one of"):
         jc.grid_tensor(params, tree, jnp.ones((2, 2)), g="maxpool")
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+@pytest.mark.parametrize("space", ["linear", "log"])
+def test_traced_program_grows_with_depth_not_node_count(sharing, space):
+    def equations(size):
+        tree = ModeTree.image(size, size)
+        params = make(tree, sharing)
+        features = jnp.ones((tree.num_modes, 2), jnp.float64)
+        jaxpr = jax.make_jaxpr(lambda p, f: jc.evaluate(p, tree, f, space=space))
+        return len(jaxpr(params, features).jaxpr.eqns)
+
+    counts = [equations(size) for size in (4, 8, 16, 32)]
+    # 16 -> 1024 positions; each extra level adds the same fixed number of ops.
+    steps = {b - a for a, b in zip(counts, counts[1:], strict=False)}
+    assert len(steps) == 1 and steps.pop() < 40
