@@ -348,7 +348,9 @@ def coefficient_tensor(
         integers and the result is ``A mod p`` in ``int64`` (needs
         ``jax_enable_x64``); :func:`~jaxconvac.exact_rank` of its
         matricizations is a certified lower bound on the real rank.
-      max_entries: the largest ``Y · M^N`` that may be formed.
+      max_entries: the largest array that may be formed: the result
+        (``Y · M^N`` entries) or an intermediate (a level's pooled children,
+        ``nodes · r_{l-1} · M^{size}``).
 
     Returns:
       ``A`` of shape ``(num_outputs, M, …, M)`` with ``N`` modes of size ``M``.
@@ -362,10 +364,8 @@ def coefficient_tensor(
     tree = _check_tree(tree)
     params = check_params(params, tree)
     _check_choice("space", space, SPACES)
-    num_descriptors, num_outputs = params[0].shape[2], params[-1].shape[1]
-    _check_entries(
-        "coefficient tensor", num_outputs, num_descriptors, tree, max_entries
-    )
+    num_descriptors = params[0].shape[2]
+    _check_entries("coefficient tensor", params, num_descriptors, tree, max_entries)
     if modulus is not None:
         params = _modular_params(params, modulus, space)
 
@@ -408,7 +408,8 @@ def grid_tensor(
       template_features: ``F`` of shape ``(num_templates, num_descriptors)``.
       g: the generalized product: a built-in name, a callable or a
         :class:`~jaxconvac.GeneralizedProduct`.
-      max_entries: the largest ``Y · K^N`` that may be formed.
+      max_entries: the largest array that may be formed: the result
+        (``Y · K^N`` entries) or an intermediate (a level's pooled children).
 
     Returns:
       ``G`` of shape ``(num_outputs, K, …, K)`` with ``N`` modes of size ``K``.
@@ -429,18 +430,20 @@ def grid_tensor(
     params = check_params(params, tree)
     operator = _check_operator(g, "linear", tree)
     templates = jnp.asarray(template_features)
-    num_descriptors, num_outputs = params[0].shape[2], params[-1].shape[1]
+    num_descriptors = params[0].shape[2]
     if templates.ndim != 2 or templates.shape[1] != num_descriptors:
         raise ValueError(
             "template_features must have shape (num_templates, num_descriptors) "
             f"with num_descriptors={num_descriptors} for these params, got "
             f"{templates.shape}."
         )
-    _check_entries("grid tensor", num_outputs, templates.shape[0], tree, max_entries)
+    _check_entries("grid tensor", params, templates.shape[0], tree, max_entries)
     return _materialize(params, tree, templates.T, operator.binary, _apply_linear)
 
 
-def _check_entries(what, num_outputs, mode_size, tree, max_entries) -> None:
+def _check_entries(what, params, mode_size, tree, max_entries) -> None:
+    """Refuses a tensor, or an intermediate on the way to it, above the limit."""
+    num_outputs = params[-1].shape[1]
     entries = num_outputs * mode_size**tree.num_modes
     if entries > max_entries:
         raise ValueError(
@@ -448,6 +451,20 @@ def _check_entries(what, num_outputs, mode_size, tree, max_entries) -> None:
             f"{mode_size}**{tree.num_modes} = {entries} entries, above "
             f"max_entries={max_entries}; raise max_entries to form it."
         )
+    for level in range(1, tree.depth + 1):
+        # The pooled children of level ``level``: (nodes, channels, K**size).
+        pooled = (
+            tree.num_nodes(level)
+            * params[level].shape[2]
+            * mode_size ** tree.node_size(level)
+        )
+        if pooled > max_entries:
+            raise ValueError(
+                f"forming the {what} needs an intermediate of {pooled} entries at "
+                f"level {level} (nodes * r_{level - 1} * {mode_size}**"
+                f"{tree.node_size(level)}), above max_entries={max_entries}; raise "
+                "max_entries to form it."
+            )
 
 
 def _materialize(params, tree, leaves, outer, apply) -> jax.Array:

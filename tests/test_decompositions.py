@@ -500,3 +500,14 @@ def test_traced_program_grows_with_depth_not_node_count(sharing, space):
     # 16 -> 1024 positions; each extra level adds the same fixed number of ops.
     steps = {b - a for a, b in zip(counts, counts[1:], strict=False)}
     assert len(steps) == 1 and steps.pop() < 40
+
+
+def test_max_entries_counts_the_intermediates():
+    # A shallow tree pools Z * M**N entries before its root contracts them.
+    tree = ModeTree.shallow(10)
+    params = make(tree, "none", width=64, num_outputs=1)  # output 2**10, pooled 2**16
+    with pytest.raises(ValueError, match="intermediate of 65536 entries at level 1"):
+        jc.coefficient_tensor(params, tree, max_entries=2**12)
+    assert (
+        jc.coefficient_tensor(params, tree, max_entries=2**16).shape == (1,) + (2,) * 10
+    )
