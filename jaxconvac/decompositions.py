@@ -266,7 +266,12 @@ def evaluate(
       params: ``(W_0, …, W_L)`` from :func:`init_decomposition`.
       tree: the mode tree, ``N`` leaves, depth ``L``.
       features: ``F``, the representation matrix of shape
-        ``(num_modes, num_descriptors)``; log-descriptors in log space.
+        ``(num_modes, num_descriptors)``; log-descriptors in log space. Or, for
+        indicator descriptors, the integer values ``x`` of shape
+        ``(num_modes,)`` with ``F[i, d] = [d == x_i]``: the leaf level is then
+        a lookup ``W^i[:, x_i]`` (in either space), the same scores at a
+        fraction of the cost. Values outside ``[0, num_descriptors)`` raise
+        when they are known, and give NaN scores under ``jit``.
       g: the generalized product pooling each window: a built-in name, a
         callable or a :class:`~jaxconvac.GeneralizedProduct`.
       space: ``"linear"``, or ``"log"`` (weights stored as logs, log
@@ -291,17 +296,20 @@ def evaluate(
     params = check_params(params, tree)
     operator = _check_operator(g, space, tree)
     features = jnp.asarray(features)
-    expected = (tree.num_modes, params[0].shape[2])
-    if features.shape != expected:
-        raise ValueError(
-            f"features must have shape (num_modes, num_descriptors) = {expected} "
-            f"for this tree and params (one example; vmap for batches), got "
-            f"{features.shape}."
-        )
-
     apply = _apply_log if space == "log" else _apply_linear
-    values = features[np.asarray(tree.order)]
-    values = apply(params[0], values)
+    if jnp.issubdtype(features.dtype, jnp.integer):
+        values = _leaf_lookup(params[0], tree, features)
+    else:
+        expected = (tree.num_modes, params[0].shape[2])
+        if features.shape != expected:
+            raise ValueError(
+                "features must have shape (num_modes, num_descriptors) = "
+                f"{expected} for this tree and params (one example; vmap for "
+                f"batches), or integer indices of shape ({tree.num_modes},); got "
+                f"{features.shape}."
+            )
+        values = apply(params[0], features[np.asarray(tree.order)])
+
     for level, window in enumerate(tree.windows, start=1):
         windows = values.reshape(-1, window, values.shape[-1])
         pooled = (
@@ -309,6 +317,30 @@ def evaluate(
         )
         values = apply(params[level], pooled)
     return values[0]
+
+
+def _leaf_lookup(weights: jax.Array, tree: ModeTree, values: jax.Array) -> jax.Array:
+    """Leaf level for indicator descriptors: node ``j`` gives ``W^j[:, x_j]``."""
+    num_descriptors = weights.shape[2]
+    if values.shape != (tree.num_modes,):
+        raise ValueError(
+            f"integer features must have shape (num_modes,) = ({tree.num_modes},) "
+            f"for this tree (one example; vmap for batches), got {values.shape}."
+        )
+    if not isinstance(values, jax.core.Tracer):
+        bad = np.flatnonzero((np.asarray(values) < 0) | (values >= num_descriptors))
+        if bad.size:
+            raise ValueError(
+                f"integer features must lie in [0, {num_descriptors}) "
+                f"(num_descriptors); position {bad[0]} holds {int(values[bad[0]])}."
+            )
+    leaves = values[np.asarray(tree.order)]
+    # Out-of-range values point past the end, where the lookup fills in NaN.
+    leaves = jnp.where(
+        (leaves < 0) | (leaves >= num_descriptors), num_descriptors, leaves
+    )
+    groups = np.arange(tree.num_modes) % weights.shape[0]
+    return weights.at[groups, :, leaves].get(mode="fill", fill_value=jnp.nan)
 
 
 def _check_operator(g, space: str, tree: ModeTree) -> GeneralizedProduct:

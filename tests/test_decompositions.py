@@ -511,3 +511,36 @@ def test_max_entries_counts_the_intermediates():
     assert (
         jc.coefficient_tensor(params, tree, max_entries=2**16).shape == (1,) + (2,) * 10
     )
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+@pytest.mark.parametrize("name", ["shallow", "binary", "mirror", "permuted"])
+@pytest.mark.parametrize("space", ["linear", "log"])
+def test_integer_features_are_indicator_descriptors(name, sharing, space):
+    tree = TREES[name]
+    params = make(tree, sharing, num_descriptors=3)
+    values = jax.random.randint(jax.random.key(13), (5, tree.num_modes), 0, 3)
+    one_hot = jax.nn.one_hot(values, 3, dtype=jnp.float64)
+    features = jnp.log(one_hot) if space == "log" else one_hot
+
+    def scores(f):
+        return jax.jit(jax.vmap(lambda x: jc.evaluate(params, tree, x, space=space)))(f)
+
+    np.testing.assert_allclose(scores(values), scores(features), rtol=1e-12)
+
+
+def test_integer_features_out_of_range():
+    tree = TREES["binary"]
+    params = make(tree, "full")
+    values = jnp.zeros(8, jnp.int32)
+    with pytest.raises(ValueError, match="must lie in \\[0, 2\\).*position 3 holds 2"):
+        jc.evaluate(params, tree, values.at[3].set(2))
+    with pytest.raises(ValueError, match="position 0 holds -1"):
+        jc.evaluate(params, tree, values.at[0].set(-1))
+    traced = jax.jit(lambda x: jc.evaluate(params, tree, x))
+    assert np.all(np.isnan(traced(values.at[5].set(-1))))
+    assert np.all(np.isfinite(traced(values)))
+    with pytest.raises(
+        ValueError, match="integer features must have shape \\(num_modes,\\)"
+    ):
+        jc.evaluate(params, tree, jnp.zeros((8, 2), jnp.int32))
