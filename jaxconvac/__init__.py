@@ -23,6 +23,14 @@ from jaxconvac.decompositions import (
     grid_tensor,
     init_decomposition,
 )
+from jaxconvac.entanglement import (
+    ExactSpectrum,
+    entanglement_entropy,
+    exact_spectrum,
+    geometric_measure,
+    schmidt_number,
+    schmidt_spectrum,
+)
 from jaxconvac.matricization import matricize, odd_even_modes
 from jaxconvac.mode_trees import ModeTree
 from jaxconvac.ranks import (
@@ -31,22 +39,38 @@ from jaxconvac.ranks import (
     singular_value_gap,
     singular_values,
 )
+from jaxconvac.tensor_networks import (
+    MinCut,
+    min_cut_bound,
+    network_min_cut,
+    tensor_network,
+)
 from jaxconvac.tensor_products import GeneralizedProduct, generalized_tensor_product
 
 __all__ = [
+    "ExactSpectrum",
     "GeneralizedProduct",
+    "MinCut",
     "ModeTree",
     "coefficient_tensor",
+    "entanglement_entropy",
     "evaluate",
     "exact_rank",
+    "exact_spectrum",
     "generalized_tensor_product",
+    "geometric_measure",
     "grid_tensor",
     "init_decomposition",
     "matricize",
+    "min_cut_bound",
+    "network_min_cut",
     "numerical_rank",
     "odd_even_modes",
+    "schmidt_number",
+    "schmidt_spectrum",
     "singular_value_gap",
     "singular_values",
+    "tensor_network",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,318 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconvac as jc
+from jaxconvac.entanglement import (
+    entanglement_entropy,
+    exact_spectrum,
+    geometric_measure,
+    schmidt_number,
+    schmidt_spectrum,
+)
+
+
+def _spectrum(tensor, row_modes):
+    return jc.singular_values(jc.matricize(tensor, row_modes))
+
+
+def _entropy_of(tensor, row_modes, **kwargs):
+    return entanglement_entropy(_spectrum(tensor, row_modes), **kwargs)
+
+
+def _numpy_entropy(values):
+    p = np.asarray(values, np.float64) ** 2
+    p = p / p.sum()
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_singlet_has_entropy_ln2():
+    singlet = jnp.outer(jnp.eye(2)[0], jnp.eye(2)[1]) - jnp.outer(*jnp.eye(2)[::-1])
+    singlet = singlet / math.sqrt(2)
+    np.testing.assert_allclose(_entropy_of(singlet, (0,)), math.log(2), rtol=1e-6)
+    np.testing.assert_allclose(_entropy_of(singlet, (0,), base=2), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        geometric_measure(_spectrum(singlet, (0,))), 0.5, rtol=1e-6
+    )
+
+
+def test_diagonal_state():
+    matrix = jnp.diag(jnp.array([1.0, 1.0, 0.0, 0.0])) / math.sqrt(2)
+    values = jc.singular_values(matrix)
+    np.testing.assert_allclose(entanglement_entropy(values), math.log(2), rtol=1e-6)
+    assert int(schmidt_number(values)) == 2
+    assert int(schmidt_number(values, matrix_shape=(4, 4))) == 2
+    np.testing.assert_allclose(schmidt_spectrum(values), [0.5, 0.5, 0, 0], atol=1e-7)
+
+
+def test_product_state_entropy_zero_with_zero_gradient():
+    u = jnp.array([0.3, -1.2, 0.5])
+    v = jnp.array([2.0, 0.1])
+
+    def entropy(matrix):
+        return entanglement_entropy(jc.singular_values(matrix))
+
+    product = jnp.outer(u, v)
+    assert float(entropy(product)) == pytest.approx(0.0, abs=1e-6)
+    grad = jax.grad(entropy)(product)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad, 0.0, atol=1e-5)
+    assert int(schmidt_number(jc.singular_values(product))) == 1
+    assert float(geometric_measure(jc.singular_values(product))) == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+def test_mode_order_three_modes():
+    # A[i, j, k] = u[i] · singlet[j, k]: mode 0 is a product factor.
+    u = jnp.array([0.6, 0.8, 0.0])
+    singlet = jnp.array([[0.0, 1.0], [-1.0, 0.0]]) / math.sqrt(2)
+    tensor = jnp.einsum("i,jk->ijk", u, singlet)
+    assert float(_entropy_of(tensor, (0,))) == pytest.approx(0.0, abs=1e-6)
+    assert float(_entropy_of(tensor, (1,))) == pytest.approx(math.log(2), rel=1e-6)
+    assert float(_entropy_of(tensor, (2,))) == pytest.approx(math.log(2), rel=1e-6)
+    assert float(_entropy_of(tensor, (1, 2))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_zero_tensor_is_not_entangled_and_has_finite_gradients():
+    zero = jnp.zeros((3, 4))
+    values = jc.singular_values(zero)
+    assert float(entanglement_entropy(values)) == 0.0
+    assert float(geometric_measure(values)) == 0.0
+    assert int(schmidt_number(values)) == 0
+    np.testing.assert_array_equal(schmidt_spectrum(values), np.zeros(3))
+    for measure in (entanglement_entropy, geometric_measure):
+        grad = jax.grad(lambda m, f=measure: f(jc.singular_values(m)))(zero)
+        np.testing.assert_array_equal(grad, np.zeros((3, 4)))
+    np.testing.assert_array_equal(jax.grad(entanglement_entropy)(values), 0.0)
+
+
+def test_repeated_singular_values_have_finite_gradient():
+    matrix = jnp.diag(jnp.array([1.0, 1.0, 1.0, 0.0]))
+    for measure in (entanglement_entropy, geometric_measure):
+        grad = jax.grad(lambda m, f=measure: f(jc.singular_values(m)))(matrix)
+        assert np.all(np.isfinite(grad))
+    # Uniform spectrum: the entropy is maximal, its gradient along the
+    # uniform direction vanishes.
+    grad = jax.grad(entanglement_entropy)(jnp.ones(4))
+    np.testing.assert_allclose(grad, 0.0, atol=1e-6)
+
+
+def test_entropy_gradient_matches_finite_differences():
+    values = jnp.array([1.0, 0.7, 0.2], jnp.float32)
+    grad = jax.grad(entanglement_entropy)(values)
+    step = 1e-3
+    for k in range(3):
+        shift = jnp.zeros(3).at[k].set(step)
+        numeric = (_numpy_entropy(values + shift) - _numpy_entropy(values - shift)) / (
+            2 * step
+        )
+        assert float(grad[k]) == pytest.approx(numeric, rel=1e-2, abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_against_numpy_under_jit_and_vmap(seed):
+    rng = np.random.default_rng(seed)
+    matrices = rng.normal(size=(5, 4, 6)).astype(np.float32)
+    matrices[1] = 0.0
+    spectra = jax.vmap(jc.singular_values)(jnp.asarray(matrices))
+    entropies = jax.jit(jax.vmap(entanglement_entropy))(spectra)
+    geometric = jax.jit(jax.vmap(geometric_measure))(spectra)
+    numbers = jax.jit(jax.vmap(schmidt_number))(spectra)
+    for k, matrix in enumerate(matrices):
+        values = np.linalg.svd(matrix.astype(np.float64), compute_uv=False)
+        if k == 1:
+            assert float(entropies[k]) == 0.0 and float(geometric[k]) == 0.0
+            assert int(numbers[k]) == 0
+            continue
+        assert float(entropies[k]) == pytest.approx(_numpy_entropy(values), rel=1e-5)
+        p0 = values[0] ** 2 / (values**2).sum()
+        assert float(geometric[k]) == pytest.approx(1 - p0, rel=1e-5)
+        assert int(numbers[k]) == np.linalg.matrix_rank(matrix)
+
+
+def test_huge_and_tiny_values_do_not_overflow():
+    for scale in (1e30, 1e-30):
+        values = jnp.array([1.0, 1.0], jnp.float32) * scale
+        assert float(entanglement_entropy(values)) == pytest.approx(math.log(2))
+
+
+def test_schmidt_number_tolerances():
+    values = jnp.array([1.0, 1e-3, 1e-9])
+    assert int(schmidt_number(values)) == 2
+    assert int(schmidt_number(values, rtol=1e-2)) == 1
+    assert int(schmidt_number(values, rtol=0.0, atol=1e-12)) == 3
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: entanglement_entropy(jnp.ones((2, 2))), "1 dimension"),
+        (lambda: entanglement_entropy(jnp.ones(2), base=1), "base"),
+        (lambda: entanglement_entropy(jnp.ones(2), base=-2.0), "base"),
+        (lambda: schmidt_number(jnp.ones(2), rtol=-1.0), "rtol"),
+        (lambda: schmidt_number(jnp.ones(2), matrix_shape=(2,)), "matrix_shape"),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- exact spectra ------------------------------------------------------------
+
+_CASES = [
+    (jc.ModeTree.balanced(8), 3, (2, 3, 4), [(0, 1, 2, 3), (0, 2, 4, 6), (1,), (3, 4)]),
+    (jc.ModeTree.balanced(8), 2, (2, 2, 2), [(0, 1, 2, 3, 4, 5, 6), (5, 7)]),
+    (jc.ModeTree.shallow(5), 3, (4,), [(0,), (1, 3)]),
+    (jc.ModeTree.image(4, 4), 2, (3, 2), [(0, 1, 4, 5), (0, 1, 2, 3, 4, 5, 6, 7)]),
+    (jc.ModeTree.image(4, 4), 2, (3, 2), [(0, 1, 4, 5, 8, 9, 12, 13), (0, 5, 10)]),
+    (jc.ModeTree.image(4, 4, "mirror"), 2, (2, 3), [(0, 1, 4, 5), (0, 1, 2, 3)]),
+    (jc.ModeTree.balanced(9, 3), 2, (2, 3), [(0, 1, 2), (0, 4, 8)]),
+]
+
+
+def _materialised_spectra(params, tree, rows):
+    tensor = np.asarray(jc.coefficient_tensor(params, tree))
+    spectra = []
+    for output in tensor:
+        values = np.linalg.svd(np.asarray(jc.matricize(output, rows)), compute_uv=False)
+        spectra.append(values)
+    return spectra, np.log(np.linalg.norm(tensor.reshape(len(tensor), -1), axis=1))
+
+
+def _assert_same_spectrum(exact, reference, atol=5e-8):
+    # Gram matrices square the condition number: values are resolved to about
+    # sqrt(eps) = 1.5e-8 of the largest, which is 1 here.
+    k = min(len(exact), len(reference))
+    np.testing.assert_allclose(exact[:k], reference[:k], atol=atol)
+    np.testing.assert_allclose(exact[k:], 0.0, atol=atol)
+    np.testing.assert_allclose(reference[k:], 0.0, atol=atol)
+
+
+@pytest.mark.parametrize("case", range(len(_CASES)))
+@pytest.mark.parametrize("sharing", ["none", "full"])
+@pytest.mark.parametrize("sign", ["signed", "positive"])
+def test_exact_spectrum_matches_materialised_svd(case, sharing, sign):
+    tree, num_descriptors, widths, partitions = _CASES[case]
+    with jax.enable_x64(True):
+        params = jc.init_decomposition(
+            jax.random.key(case),
+            tree,
+            num_descriptors=num_descriptors,
+            widths=widths,
+            num_outputs=2,
+            sharing=sharing,
+            dtype=jnp.float64,
+        )
+        if sign == "positive":
+            params = tuple(jnp.abs(p) for p in params)
+        for rows in partitions:
+            spectrum = exact_spectrum(params, tree, rows)
+            references, log_norms = _materialised_spectra(params, tree, rows)
+            assert spectrum.singular_values.dtype == jnp.float64
+            for output, reference in enumerate(references):
+                _assert_same_spectrum(
+                    np.asarray(spectrum.singular_values[output]),
+                    reference / np.sqrt(np.sum(reference**2)),
+                )
+            np.testing.assert_allclose(spectrum.log_norm, log_norms, rtol=1e-10)
+
+
+def test_exact_spectrum_in_log_space():
+    tree = jc.ModeTree.image(4, 4)
+    with jax.enable_x64(True):
+        log_params = jc.init_decomposition(
+            jax.random.key(3),
+            tree,
+            num_descriptors=2,
+            widths=(3, 3),
+            num_outputs=2,
+            dtype=jnp.float64,
+        )
+        log_params = tuple(p * 3.0 + 10.0 for p in log_params)
+        rows = (0, 1, 4, 5)
+        from_log = exact_spectrum(log_params, tree, rows, space="log")
+        linear = tuple(jnp.exp(p) for p in log_params)
+        direct = exact_spectrum(linear, tree, rows)
+        references, log_norms = _materialised_spectra(linear, tree, rows)
+    np.testing.assert_allclose(
+        from_log.singular_values, direct.singular_values, atol=5e-8
+    )
+    np.testing.assert_allclose(from_log.log_norm, log_norms, rtol=1e-10)
+
+
+def test_exact_spectrum_large_image_network():
+    # 32×32 pixels, 5 levels of 2×2 pooling, width 32: far too large to
+    # materialise. Halves and quadrants are unions of tree nodes; the spectrum
+    # has at most r = 32 values there, and the entropy is the same across a
+    # partition and its complement.
+    tree = jc.ModeTree.image(32, 32)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(32,) * 5, num_outputs=3
+    )
+    pixels = np.arange(1024).reshape(32, 32)
+    left = exact_spectrum(params, tree, pixels[:, :16].ravel().tolist())
+    right = exact_spectrum(params, tree, pixels[:, 16:].ravel().tolist())
+    quadrant = exact_spectrum(params, tree, pixels[:16, :16].ravel().tolist())
+    assert left.singular_values.shape == (3, 32)
+    assert quadrant.singular_values.shape == (3, 32)
+    assert np.all(np.isfinite(left.log_norm)) and np.all(
+        np.isfinite(left.singular_values)
+    )
+    np.testing.assert_allclose(left.singular_values, right.singular_values, atol=1e-5)
+    np.testing.assert_allclose(
+        np.sum(np.square(left.singular_values), axis=1), 1.0, rtol=1e-5
+    )
+    entropy = entanglement_entropy(left.singular_values[0])
+    assert 0 < float(entropy) <= math.log(32) + 1e-5
+
+
+def test_exact_spectrum_of_zero_tensor():
+    tree = jc.ModeTree.balanced(4)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(2, 2), num_outputs=1
+    )
+    params = (*params[:-1], jnp.zeros_like(params[-1]))
+    spectrum = exact_spectrum(params, tree, (0, 1))
+    np.testing.assert_array_equal(spectrum.singular_values, 0.0)
+    assert float(spectrum.log_norm[0]) == -np.inf
+    assert float(entanglement_entropy(spectrum.singular_values[0])) == 0.0
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ((), "empty"),
+        ((0, 0), "repeats"),
+        ((8,), "0 … 7"),
+        (tuple(range(8)), "proper subset"),
+    ],
+)
+def test_exact_spectrum_bad_partition(rows, message):
+    tree = jc.ModeTree.balanced(8)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(2, 2, 2), num_outputs=1
+    )
+    with pytest.raises(ValueError, match=message):
+        exact_spectrum(params, tree, rows)
+
+
+def test_exact_spectrum_refuses_large_cuts():
+    tree = jc.ModeTree.balanced(16)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(4,) * 4, num_outputs=1
+    )
+    odd_even = jc.odd_even_modes(16)
+    # Interleaved: the tracked dimension doubles at every level: 2, 4, 16, 256.
+    with pytest.raises(ValueError, match="cut dimension of this partition is 256"):
+        exact_spectrum(params, tree, odd_even, max_cut_dimension=100)
+    assert exact_spectrum(params, tree, odd_even).cut_dimension == 256
+    with pytest.raises(ValueError, match="space"):
+        exact_spectrum(params, tree, odd_even, space="logs")
+    with pytest.raises(ValueError, match="params"):
+        exact_spectrum(params[:-1], tree, odd_even)
