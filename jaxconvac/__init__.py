@@ -45,7 +45,11 @@ from jaxconvac.tensor_networks import (
     network_min_cut,
     tensor_network,
 )
-from jaxconvac.tensor_products import GeneralizedProduct, generalized_tensor_product
+from jaxconvac.tensor_products import (
+    GeneralizedProduct,
+    generalized_tensor_product,
+    operator_for,
+)
 
 __all__ = [
     "ExactSpectrum",
@@ -66,6 +70,7 @@ __all__ = [
     "network_min_cut",
     "numerical_rank",
     "odd_even_modes",
+    "operator_for",
     "schmidt_number",
     "schmidt_spectrum",
     "singular_value_gap",

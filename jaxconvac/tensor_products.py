@@ -3,18 +3,22 @@
 A network with activation ``σ`` and pooling ``P`` computes with
 ``g(a, b) = P(σ(a), σ(b))`` (SPEC §2). The built-in operators:
 
-============== ======================= ==========================================
-name           ``g(a, b)``             network
-============== ======================= ==========================================
-``product``    ``a · b``               linear activation, product pooling (ConvAC)
-``relu_max``   ``max(a, b, 0)``        ReLU, max pooling
-``relu_sum``   ``max(a,0) + max(b,0)`` ReLU, sum (average) pooling
-``relu_of_sum`` ``max(a + b, 0)``      size-2 convolution then ReLU (dilated)
-============== ======================= ==========================================
+================ ======================= ===========================================
+name             ``g(a, b)``             network
+================ ======================= ===========================================
+``product``      ``a · b``               linear activation, product pooling (ConvAC)
+``relu_max``     ``max(a, b, 0)``        ReLU, max pooling
+``relu_sum``     ``max(a,0) + max(b,0)`` ReLU, sum (average) pooling
+``relu_of_sum``  ``max(a + b, 0)``       size-2 convolution then ReLU (dilated)
+``relu_product`` ``max(a,0) · max(b,0)`` ReLU, product pooling
+``linear_max``   ``max(a, b)``           linear activation, max pooling
+``linear_sum``   ``a + b``               linear activation, sum pooling
+================ ======================= ===========================================
 
-The first three are associative and commutative, so they pool windows of any
-size; ``relu_of_sum`` is commutative but not associative and pools windows of
-exactly two. A user ``g`` (an element-wise, broadcasting callable) pools windows
+All but ``relu_of_sum`` are associative and commutative, so they pool windows of
+any size; ``relu_of_sum`` is commutative but not associative and pools windows of
+exactly two. :func:`operator_for` names the ``g`` of an (activation, pooling)
+pair. A user ``g`` (an element-wise, broadcasting callable) pools windows
 of two, or larger windows by a left fold when the caller vouches for it with
 ``associative=True``.
 """
@@ -81,7 +85,80 @@ BUILTIN_OPERATORS: dict[str, GeneralizedProduct] = {
         lambda x, axis: jnp.sum(_relu(x), axis=axis),
     ),
     "relu_of_sum": GeneralizedProduct("relu_of_sum", lambda a, b: _relu(a + b), False),
+    "relu_product": GeneralizedProduct(
+        "relu_product",
+        lambda a, b: _relu(a) * _relu(b),
+        True,
+        lambda x, axis: jnp.prod(_relu(x), axis=axis),
+    ),
+    "linear_max": GeneralizedProduct(
+        "linear_max", jnp.maximum, True, lambda x, axis: jnp.max(x, axis=axis)
+    ),
+    "linear_sum": GeneralizedProduct(
+        "linear_sum", lambda a, b: a + b, True, lambda x, axis: jnp.sum(x, axis=axis)
+    ),
 }
+
+ACTIVATIONS = ("linear", "relu")
+POOLINGS = ("product", "max", "sum")
+_PAIR_NAMES = {
+    ("linear", "product"): "product",
+    ("linear", "max"): "linear_max",
+    ("linear", "sum"): "linear_sum",
+    ("relu", "product"): "relu_product",
+    ("relu", "max"): "relu_max",
+    ("relu", "sum"): "relu_sum",
+}
+
+
+def operator_for(activation: str, pooling: str) -> GeneralizedProduct:
+    """The ``g(a, b) = P(σ(a), σ(b))`` of a network's activation and pooling.
+
+    A level of the network applies ``σ`` to its convolution's output and pools
+    a window with ``P``; its tree decomposition pools the children's
+    convolution outputs with ``g`` (SPEC §2, §4). Folding ``g`` over a window
+    gives ``P`` over the whole window because ``σ`` leaves ``P``'s output
+    unchanged (``P`` of non-negative numbers is non-negative for ``σ = ReLU``),
+    so every pair here is associative and commutative.
+
+    Average pooling is sum pooling times ``1 / window``, a linear factor that
+    belongs to the next level's weights, not to ``g``: ask for ``"sum"`` here
+    and scale the weights (:class:`jaxconvac.nn.generalized.GeneralizedConvNet`
+    does both for ``pooling="average"``).
+
+    Args:
+      activation: ``σ``: ``"linear"`` (identity) or ``"relu"``.
+      pooling: ``P``: ``"product"``, ``"max"`` or ``"sum"``.
+
+    Returns:
+      The built-in operator: ``("linear", "product")`` is ``"product"`` (the
+      ConvAC), ``("relu", "max")`` is ``"relu_max"``, ``("relu", "sum")`` is
+      ``"relu_sum"``, the others ``"relu_product"``, ``"linear_max"`` and
+      ``"linear_sum"``.
+
+    Raises:
+      ValueError: for an unknown ``activation`` or ``pooling`` (``"average"``
+        included, with a pointer to ``"sum"``).
+
+    Examples:
+      >>> operator_for("relu", "max").name
+      'relu_max'
+      >>> float(operator_for("relu", "sum").binary(jnp.array(-1.0), 2.0))
+      2.0
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {ACTIVATIONS}, got {activation!r}."
+        )
+    if pooling == "average":
+        raise ValueError(
+            "pooling='average' is pooling='sum' with the next level's weights "
+            "divided by the window; ask for pooling='sum' here and scale the "
+            "weights, or use GeneralizedConvNet(pooling='average')."
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+    return BUILTIN_OPERATORS[_PAIR_NAMES[activation, pooling]]
 
 
 def resolve_operator(
@@ -140,7 +217,8 @@ def generalized_tensor_product(
       a: ``A``, of shape ``(M_0, …, M_{P-1})`` (order ``P ≥ 0``).
       b: ``B``, of shape ``(M_P, …, M_{P+Q-1})``.
       g: a built-in name (``"product"``, ``"relu_max"``, ``"relu_sum"``,
-        ``"relu_of_sum"``) or an element-wise callable ``g(a, b)``.
+        ``"relu_of_sum"``, ``"relu_product"``, ``"linear_max"``,
+        ``"linear_sum"``) or an element-wise callable ``g(a, b)``.
 
     Returns:
       The tensor of shape ``(M_0, …, M_{P+Q-1})``.
