@@ -232,18 +232,24 @@ def _finite_max(x: jax.Array, axis: int) -> jax.Array:
 def _apply_log(log_weights: jax.Array, log_values: jax.Array) -> jax.Array:
     """:func:`_apply_linear` on logarithms: a stable log-sum-exp contraction.
 
-    Both operands are shifted by their maxima over the contracted index, so
-    the exponentials lie in ``[0, 1]`` and the contraction stays one matrix
-    product; the shifts are added back afterwards. An all ``-inf`` row gives
-    ``-inf``.
+    ``log Σ_i exp(w[o, i] + v[i])`` as one matrix product: each weight column
+    is shifted by its maximum ``c_i`` over the outputs, each node's values by
+    ``s = max_i (v[i] + c_i)``, so every factor lies in ``[0, 1]`` and the
+    best output of a node keeps a term equal to 1. An output underflows (to
+    ``-inf``, with a zero gradient) only when it is more than the float range
+    (about 87 nats in float32) below the best output of the same node; an all
+    ``-inf`` input gives ``-inf``.
     """
-    shift_w = _finite_max(log_weights, axis=2)
-    shift_v = _finite_max(log_values, axis=1)
-    total = _apply_linear(jnp.exp(log_weights - shift_w), jnp.exp(log_values - shift_v))
     nodes, groups = log_values.shape[0], log_weights.shape[0]
-    shift_w = jnp.tile(shift_w, (nodes // groups, 1, 1))  # One row per node.
-    shift_w = shift_w.reshape(*shift_w.shape[:2], *(1,) * (log_values.ndim - 2))
-    return jnp.log(total) + shift_v + shift_w
+    column_max = _finite_max(log_weights, axis=1)  # (groups, 1, in)
+    per_node = jnp.tile(column_max[:, 0, :], (nodes // groups, 1))  # (nodes, in)
+    per_node = per_node.reshape(*per_node.shape, *(1,) * (log_values.ndim - 2))
+    shifted = log_values + per_node
+    shift = _finite_max(shifted, axis=1)  # (nodes, 1, *rest)
+    total = _apply_linear(jnp.exp(log_weights - column_max), jnp.exp(shifted - shift))
+    positive = total > 0
+    safe_log = jnp.log(jnp.where(positive, total, 1))
+    return jnp.where(positive, safe_log + shift, -jnp.inf)
 
 
 def evaluate(

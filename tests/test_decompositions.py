@@ -544,3 +544,20 @@ def test_integer_features_out_of_range():
         ValueError, match="integer features must have shape \\(num_modes,\\)"
     ):
         jc.evaluate(params, tree, jnp.zeros((8, 2), jnp.int32))
+
+
+@pytest.mark.parametrize("gap", [10.0, 90.0, 400.0])
+def test_log_space_keeps_scores_far_below_float_range(gap):
+    # Weights peaked on descriptor 0, one-hot inputs on descriptor 1: every
+    # score is -2 * gap, far below exp's float32 range. Regression test for a
+    # shift scheme that underflowed to -inf (and NaN gradients) past ~87.
+    tree = ModeTree.shallow(2)
+    with jax.enable_x64(False):
+        params = (jnp.tile(jnp.array([[[0.0, -gap]]]), (2, 1, 1)), jnp.zeros((1, 1, 1)))
+        log_features = jnp.log(jnp.array([[0.0, 1.0], [0.0, 1.0]]))
+        score = jc.evaluate(params, tree, log_features, space="log")
+        grads = jax.grad(lambda p: jc.evaluate(p, tree, log_features, space="log")[0])(
+            params
+        )
+    np.testing.assert_allclose(score, [-2 * gap], rtol=1e-6)
+    np.testing.assert_allclose(grads[0].ravel(), [0.0, 1.0, 0.0, 1.0])
