@@ -12,6 +12,9 @@ Glossary of the dimension names used in shapes throughout the docs:
 - ``groups``: weight matrices of one level (see ``sharing``).
 - ``nodes``: nodes of one level of a mode tree.
 - ``window``: the pooling window of a level.
+- ``num_features``: the size of one input element (a pixel's channels).
+- ``num_examples``: examples in a data set.
+- ``num_templates`` (``K``): template points of a grid tensor.
 - ``batch``: examples; pure functions take one example and are batched with
   ``jax.vmap``, modules take a leading ``batch`` dimension.
 - ``rows``, ``cols``: the sides of a matricization.

@@ -26,3 +26,11 @@ def test_public_functions_are_documented():
     for name in jaxconvac.__all__:
         doc = getattr(jaxconvac, name).__doc__
         assert doc and len(doc.strip()) > 40, name
+
+
+def test_nn_all_is_sorted_and_exported():
+    from jaxconvac import nn
+
+    assert nn.__all__ == sorted(nn.__all__)
+    for name in nn.__all__:
+        assert getattr(nn, name).__doc__, name
