@@ -352,3 +352,23 @@ def test_classifier_checks_compatibility():
         nn.Classifier(nn.Gaussian(3, rngs=nnx.Rngs(0)), convac)
     classifier = nn.Classifier(nn.Indicator(2), convac)
     assert classifier.convac is convac
+
+
+@pytest.mark.parametrize("space", ["log", "linear"])
+def test_convac_integer_inputs_equal_indicator_features(space):
+    tree = jc.ModeTree.image(4, 4)
+    model = nn.ConvAC(
+        tree,
+        num_descriptors=3,
+        widths=(4, 5),
+        num_outputs=2,
+        sharing="per_tap",
+        space=space,
+        rngs=nnx.Rngs(0),
+    )
+    values = jax.random.randint(jax.random.key(1), (6, 16), 0, 3)
+    one_hot = jax.nn.one_hot(values, 3)
+    features = jnp.log(one_hot) if space == "log" else one_hot
+    np.testing.assert_allclose(model(values), model(features), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="features must have shape"):
+        model(values[:, :8])

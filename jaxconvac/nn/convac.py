@@ -163,7 +163,10 @@ class ConvAC(nnx.Module):
 
         Args:
           features: ``F`` of shape ``(batch, num_modes, num_descriptors)``;
-            log-descriptors in log space (``-inf`` entries are allowed).
+            log-descriptors in log space (``-inf`` entries are allowed). Or
+            integer values of shape ``(batch, num_modes)`` standing for
+            indicator descriptors: the leaf level is then a lookup (see
+            :func:`~jaxconvac.evaluate`), the same scores for less work.
 
         Returns:
           The scores ``h`` (``log h`` in log space) of shape
@@ -174,11 +177,14 @@ class ConvAC(nnx.Module):
         """
         features = jnp.asarray(features)
         expected = (self.tree.num_modes, self.num_descriptors)
-        if features.ndim != 3 or features.shape[1:] != expected:
+        if jnp.issubdtype(features.dtype, jnp.integer):
+            expected = (self.tree.num_modes,)  # Indicator values: a leaf lookup.
+        if features.shape[1:] != expected or features.ndim != len(expected) + 1:
             raise ValueError(
                 "features must have shape (batch, num_modes, num_descriptors) = "
-                f"(batch, {expected[0]}, {expected[1]}) for this ConvAC, got "
-                f"{features.shape}."
+                f"(batch, {self.tree.num_modes}, {self.num_descriptors}), or "
+                f"integer values of shape (batch, {self.tree.num_modes}), for "
+                f"this ConvAC; got {features.shape} ({features.dtype})."
             )
         params = self.decomposition_params()
 
