@@ -5,7 +5,12 @@ Modules take a leading ``batch`` dimension and call the pure functions of
 module's scores and its coefficient (or grid) tensor come from the same code.
 """
 
-from jaxconvac.nn.convac import Classifier, ConvAC, count_params
+from jaxconvac.nn.convac import (
+    Classifier,
+    ConvAC,
+    DecompositionModule,
+    count_params,
+)
 from jaxconvac.nn.generalized import (
     AffineReLU,
     GeneralizedClassifier,
@@ -19,6 +24,7 @@ __all__ = [
     "AffineReLU",
     "Classifier",
     "ConvAC",
+    "DecompositionModule",
     "Gaussian",
     "GeneralizedClassifier",
     "GeneralizedConvNet",

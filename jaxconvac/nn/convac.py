@@ -18,7 +18,6 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxconvac.decompositions import (
-    SHARING_MODES,
     SPACES,
     Initializer,
     evaluate,
@@ -27,7 +26,66 @@ from jaxconvac.decompositions import (
 from jaxconvac.mode_trees import ModeTree
 
 
-class ConvAC(nnx.Module):
+class DecompositionModule(nnx.Module):
+    """Weights of a tree decomposition over a :class:`~jaxconvac.ModeTree`.
+
+    The shared part of :class:`ConvAC` and
+    :class:`~jaxconvac.nn.GeneralizedConvNet`: ``weights`` holds ``L + 1``
+    parameters in exactly the layout of :func:`~jaxconvac.init_decomposition`,
+    ``weights[l]`` of shape ``(groups, r_l, r_{l-1})`` with ``r_{-1} = M`` and
+    ``r_L = Y``.
+    """
+
+    def __init__(
+        self,
+        tree: ModeTree,
+        *,
+        num_descriptors: int,
+        widths: Sequence[int],
+        num_outputs: int,
+        sharing: str,
+        initializer: Initializer | None,
+        dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        """Draws the weights with :func:`~jaxconvac.init_decomposition`.
+
+        Raises:
+          ValueError: for widths that do not fit the tree, an unknown
+            ``sharing`` or non-positive sizes.
+          TypeError: if ``tree`` is not a ``ModeTree``.
+        """
+        params = init_decomposition(
+            rngs.params(),
+            tree,
+            num_descriptors=num_descriptors,
+            widths=widths,
+            num_outputs=num_outputs,
+            sharing=sharing,
+            dtype=dtype,
+            initializer=initializer,
+        )
+        self.tree = tree
+        self.sharing = sharing
+        self.weights = nnx.List([nnx.Param(w) for w in params])
+
+    @property
+    def num_descriptors(self) -> int:
+        """``M``, the descriptors per position."""
+        return self.weights[0].shape[2]
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``(r_0, …, r_{L-1})``."""
+        return tuple(w.shape[1] for w in self.weights[:-1])
+
+    @property
+    def num_outputs(self) -> int:
+        """``Y``, the number of scores."""
+        return self.weights[-1].shape[1]
+
+
+class ConvAC(DecompositionModule):
     """A convolutional arithmetic circuit over any :class:`~jaxconvac.ModeTree`.
 
     Every level applies a weight matrix per node (shared as ``sharing`` says) and
@@ -104,44 +162,20 @@ class ConvAC(nnx.Module):
             ``sharing`` or ``space``, or non-positive sizes.
           TypeError: if ``tree`` is not a ``ModeTree``.
         """
-        if not isinstance(tree, ModeTree):
-            raise TypeError(f"tree must be a ModeTree, got {type(tree).__name__}.")
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}.")
-        if sharing not in SHARING_MODES:
-            raise ValueError(
-                f"sharing must be one of {SHARING_MODES}, got {sharing!r}."
-            )
-        params = init_decomposition(
-            rngs.params(),
+        super().__init__(
             tree,
             num_descriptors=num_descriptors,
             widths=widths,
             num_outputs=num_outputs,
             sharing=sharing,
-            dtype=dtype,
             initializer=initializer,
+            dtype=dtype,
+            rngs=rngs,
         )
-        self.tree = tree
-        self.sharing = sharing
         self.space = space
         self.normalize = bool(normalize)
-        self.weights = nnx.List([nnx.Param(w) for w in params])
-
-    @property
-    def num_descriptors(self) -> int:
-        """``M``, the descriptors per position."""
-        return self.weights[0].shape[2]
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """``(r_0, …, r_{L-1})``."""
-        return tuple(w.shape[1] for w in self.weights[:-1])
-
-    @property
-    def num_outputs(self) -> int:
-        """``Y``, the number of scores."""
-        return self.weights[-1].shape[1]
 
     def decomposition_params(self) -> tuple[jax.Array, ...]:
         """The weights :func:`~jaxconvac.evaluate` uses, in its layout.

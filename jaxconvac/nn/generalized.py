@@ -48,14 +48,13 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from jaxconvac.decompositions import (
-    SHARING_MODES,
     Initializer,
     check_params,
     evaluate,
     grid_tensor,
-    init_decomposition,
 )
 from jaxconvac.mode_trees import ModeTree
+from jaxconvac.nn.convac import DecompositionModule
 from jaxconvac.tensor_products import ACTIVATIONS, GeneralizedProduct, operator_for
 
 NETWORK_POOLINGS = ("product", "max", "average", "sum")
@@ -109,7 +108,7 @@ def scale_for_average_pooling(
     )
 
 
-class GeneralizedConvNet(nnx.Module):
+class GeneralizedConvNet(DecompositionModule):
     """A convolutional network with any activation and pooling over a mode tree.
 
     Per level a 1×1 convolution (weights shared as ``sharing`` says), the
@@ -168,52 +167,28 @@ class GeneralizedConvNet(nnx.Module):
             ``sharing``, widths that do not fit the tree, non-positive sizes.
           TypeError: if ``tree`` is not a ``ModeTree``.
         """
-        if not isinstance(tree, ModeTree):
-            raise TypeError(f"tree must be a ModeTree, got {type(tree).__name__}.")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {ACTIVATIONS}, got {activation!r}."
             )
         network_operator(activation, pooling)
-        if sharing not in SHARING_MODES:
-            raise ValueError(
-                f"sharing must be one of {SHARING_MODES}, got {sharing!r}."
-            )
-        params = init_decomposition(
-            rngs.params(),
+        super().__init__(
             tree,
             num_descriptors=num_descriptors,
             widths=widths,
             num_outputs=num_outputs,
             sharing=sharing,
-            dtype=dtype,
             initializer=initializer,
+            dtype=dtype,
+            rngs=rngs,
         )
-        self.tree = tree
         self.activation = activation
         self.pooling = pooling
-        self.sharing = sharing
-        self.weights = nnx.List([nnx.Param(w) for w in params])
 
     @property
     def g(self) -> GeneralizedProduct:
         """The generalized product ``g(a, b) = P(σ(a), σ(b))`` of the network."""
         return network_operator(self.activation, self.pooling)
-
-    @property
-    def num_descriptors(self) -> int:
-        """``M``, the descriptors per position."""
-        return self.weights[0].shape[2]
-
-    @property
-    def widths(self) -> tuple[int, ...]:
-        """``(r_0, …, r_{L-1})``."""
-        return tuple(w.shape[1] for w in self.weights[:-1])
-
-    @property
-    def num_outputs(self) -> int:
-        """``Y``, the number of scores."""
-        return self.weights[-1].shape[1]
 
     def decomposition_params(self) -> tuple[jax.Array, ...]:
         """The weights :func:`~jaxconvac.evaluate` uses with :attr:`g`.
