@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from references import REFERENCE_G, node_weight
 
 import jaxconvac as jc
 from jaxconvac import ModeTree
@@ -16,28 +17,12 @@ TREES = {
     "permuted": ModeTree.from_permutation([5, 2, 7, 0, 1, 6, 3, 4]),
 }
 SHARING = ("none", "per_tap", "full")
-REFERENCE_G = {
-    "product": lambda a, b: a * b,
-    "relu_max": lambda a, b: np.maximum(np.maximum(a, b), 0),
-    "relu_sum": lambda a, b: np.maximum(a, 0) + np.maximum(b, 0),
-    "relu_of_sum": lambda a, b: np.maximum(a + b, 0),
-}
 
 
 @pytest.fixture(autouse=True)
 def float64():
     with jax.enable_x64(True):
         yield
-
-
-def node_weight(params, tree, level, j):
-    """The matrix of node ``j`` of ``level``, read by its sharing mode."""
-    weights = np.asarray(params[level])
-    if weights.shape[0] == tree.num_nodes(level):
-        return weights[j]
-    if weights.shape[0] == 1:
-        return weights[0]
-    return weights[j % weights.shape[0]]
 
 
 def reference_coefficient_tensor(params, tree):

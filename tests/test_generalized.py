@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from references import REFERENCE_G, node_weight
 
 import jaxconvac as jc
 from jaxconvac.nn import Indicator
@@ -22,16 +23,6 @@ TREES = {
     "binary": jc.ModeTree.balanced(8),
     "square": jc.ModeTree.image(4, 4, "square"),
 }
-# NumPy references of every built-in g, written from SPEC §2, not from the code.
-REFERENCE_G = {
-    "product": lambda a, b: a * b,
-    "relu_max": lambda a, b: np.maximum(np.maximum(a, b), 0),
-    "relu_sum": lambda a, b: np.maximum(a, 0) + np.maximum(b, 0),
-    "relu_of_sum": lambda a, b: np.maximum(a + b, 0),
-    "relu_product": lambda a, b: np.maximum(a, 0) * np.maximum(b, 0),
-    "linear_max": np.maximum,
-    "linear_sum": lambda a, b: a + b,
-}
 ACTIVATION = {"linear": lambda x: x, "relu": lambda x: np.maximum(x, 0)}
 POOL = {
     "product": lambda x: np.prod(x, axis=1),
@@ -46,13 +37,6 @@ PAIRS = [(a, p) for a in ("linear", "relu") for p in ("product", "max", "average
 def float64():
     with jax.enable_x64(True):
         yield
-
-
-def node_weight(params, tree, level, j):
-    weights = np.asarray(params[level])
-    if weights.shape[0] == tree.num_nodes(level):
-        return weights[j]
-    return weights[j % weights.shape[0]]
 
 
 def reference_decomposition(params, tree, features, g):
