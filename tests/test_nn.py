@@ -372,3 +372,29 @@ def test_convac_integer_inputs_equal_indicator_features(space):
     np.testing.assert_allclose(model(values), model(features), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="features must have shape"):
         model(values[:, :8])
+
+
+# -- categorical descriptors (generative ConvACs) ----------------------------------
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_categorical_is_a_normalised_softmax_table(log):
+    from jaxconvac.nn.representations import Categorical
+
+    layer = Categorical(3, 4, log=log, dtype=jnp.float64, rngs=nnx.Rngs(0))
+    values = np.array([[0, 3, 1], [2, 2, 0]])
+    table = special.softmax(np.asarray(layer.logits[...]), axis=1)  # (M, K)
+    expected = table.T[values]  # F[b, i, d] = π_d[x_{b,i}]
+    out = np.asarray(layer(values))
+    np.testing.assert_allclose(np.exp(out) if log else out, expected, rtol=1e-12)
+    np.testing.assert_allclose(table.sum(axis=1), 1.0, rtol=1e-12)
+    assert (layer.num_descriptors, layer.num_values) == (3, 4)
+
+    with pytest.raises(
+        ValueError, match=r"inputs must lie in \[0, 4\); entry \(1, 0\)"
+    ):
+        layer(np.array([[0, 1, 2], [4, 0, 0]]))
+    with pytest.raises(TypeError, match=r"integers in \[0, 4\).*float"):
+        layer(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"num_values must be a positive int"):
+        Categorical(3, 0, rngs=nnx.Rngs(0))

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax.typing import ArrayLike
 
@@ -88,6 +89,20 @@ class Indicator(nnx.Module):
         if self.log:
             return jnp.where(one_hot > 0, 0.0, -jnp.inf).astype(self.dtype)
         return one_hot
+
+    def sample(self, key: jax.Array, components: ArrayLike) -> jax.Array:
+        """Values drawn from descriptors ``components``: the indices themselves.
+
+        Args:
+          key: unused (a one-hot descriptor is a point mass); kept so that every
+            representation samples alike.
+          components: descriptor indices of shape ``(batch, num_modes)``.
+
+        Returns:
+          The values, ``components`` as ``int32``.
+        """
+        del key
+        return _check_components(components, self.num_values).astype(jnp.int32)
 
 
 class Gaussian(nnx.Module):
@@ -203,3 +218,153 @@ class Gaussian(nnx.Module):
         if self.marginalize_nan:
             log_density = jnp.where(missing, 0.0, log_density)
         return log_density if self.log else jnp.exp(log_density)
+
+    def sample(self, key: jax.Array, components: ArrayLike) -> jax.Array:
+        """Elements drawn from the Gaussians ``components``.
+
+        Args:
+          key: a ``jax.random.key``.
+          components: descriptor indices of shape ``(batch, num_modes)``.
+
+        Returns:
+          ``x = μ_d + σ_d · ε`` of shape ``(batch, num_modes, num_features)``.
+        """
+        components = _check_components(components, self.num_descriptors)
+        noise = jax.random.normal(
+            key, (*components.shape, self.num_features), self.means.dtype
+        )
+        return self.means[...][components] + self.scales()[components] * noise
+
+
+class Categorical(nnx.Module):
+    """Learned categorical distributions over discrete values.
+
+    ``f_d(x) = π_d[x]`` with ``π_d = softmax(logits[d])``: every descriptor is a
+    normalised distribution over ``num_values`` values (the discrete analogue of
+    :class:`Gaussian`), so a missing element is marginalised by setting its row
+    of ``F`` to 1. :class:`Indicator` is the special case of ``M = K`` point
+    masses.
+
+    Attributes:
+      logits: a parameter of shape ``(num_descriptors, num_values)``.
+      log: whether it returns log-probabilities.
+
+    Examples:
+      >>> layer = Categorical(2, 3, rngs=nnx.Rngs(0))
+      >>> jnp.exp(layer.log_probs()).sum(axis=1).round(6)
+      Array([1., 1.], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        num_descriptors: int,
+        num_values: int,
+        *,
+        log: bool = True,
+        logits_init: nnx.Initializer | None = None,
+        dtype: jnp.dtype = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        """Makes the layer.
+
+        Args:
+          num_descriptors: ``M``, the number of distributions.
+          num_values: ``K``, the number of values an element takes.
+          log: return log-probabilities (for a log-space network).
+          logits_init: ``init(key, shape, dtype)`` for ``logits``; standard
+            normal by default.
+          dtype: the parameters' dtype.
+          rngs: the random streams; ``rngs.params`` draws the initial values.
+
+        Raises:
+          ValueError: for non-positive sizes.
+        """
+        shape = (
+            _check_positive_int("num_descriptors", num_descriptors),
+            _check_positive_int("num_values", num_values),
+        )
+        logits_init = logits_init or nnx.initializers.normal(1.0)
+        self.logits = nnx.Param(logits_init(rngs.params(), shape, dtype))
+        self.log = bool(log)
+
+    @property
+    def num_descriptors(self) -> int:
+        """``M``, the number of distributions."""
+        return self.logits.shape[0]
+
+    @property
+    def num_values(self) -> int:
+        """``K``, the number of values."""
+        return self.logits.shape[1]
+
+    def log_probs(self) -> jax.Array:
+        """``log π`` of shape ``(num_descriptors, num_values)``."""
+        return jax.nn.log_softmax(self.logits[...], axis=-1)
+
+    def __call__(self, inputs: ArrayLike) -> jax.Array:
+        """(Log-)probabilities of every element under every distribution.
+
+        Args:
+          inputs: integers in ``[0, num_values)`` of shape
+            ``(batch, num_modes)``. Values outside that range raise when they
+            are known; under ``jit`` they give NaN.
+
+        Returns:
+          ``F`` (or ``log F``) of shape ``(batch, num_modes, num_descriptors)``.
+
+        Raises:
+          ValueError: if ``inputs`` is not 2-D or holds a known out-of-range
+            value.
+          TypeError: if ``inputs`` is not of an integer dtype.
+        """
+        inputs = jnp.asarray(inputs)
+        if inputs.ndim != 2:
+            raise ValueError(
+                f"inputs must have shape (batch, num_modes), got {inputs.shape}."
+            )
+        if not jnp.issubdtype(inputs.dtype, jnp.integer):
+            raise TypeError(
+                f"inputs must be integers in [0, {self.num_values}), got dtype "
+                f"{inputs.dtype}."
+            )
+        _check_range("inputs", inputs, self.num_values)
+        table = self.log_probs().T  # (num_values, num_descriptors)
+        log_probs = jnp.take(table, inputs, axis=0, mode="fill", fill_value=jnp.nan)
+        return log_probs if self.log else jnp.exp(log_probs)
+
+    def sample(self, key: jax.Array, components: ArrayLike) -> jax.Array:
+        """Values drawn from the distributions ``components``.
+
+        Args:
+          key: a ``jax.random.key``.
+          components: descriptor indices of shape ``(batch, num_modes)``.
+
+        Returns:
+          Integer values of shape ``(batch, num_modes)`` (``int32``).
+        """
+        components = _check_components(components, self.num_descriptors)
+        logits = self.log_probs()[components]
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _check_range(name: str, values: jax.Array, size: int) -> None:
+    """Raises for known integers outside ``[0, size)`` (not under ``jit``)."""
+    if isinstance(values, jax.core.Tracer):
+        return
+    bad = np.argwhere((np.asarray(values) < 0) | (np.asarray(values) >= size))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        raise ValueError(
+            f"{name} must lie in [0, {size}); entry {where} holds {int(values[where])}."
+        )
+
+
+def _check_components(components: ArrayLike, size: int) -> jax.Array:
+    components = jnp.asarray(components)
+    if components.ndim != 2 or not jnp.issubdtype(components.dtype, jnp.integer):
+        raise ValueError(
+            "components must be integer descriptor indices of shape "
+            f"(batch, num_modes), got {components.dtype}{components.shape}."
+        )
+    _check_range("components", components, size)
+    return components
