@@ -301,28 +301,59 @@ def evaluate(
     tree = _check_tree(tree)
     params = check_params(params, tree)
     operator = _check_operator(g, space, tree)
-    features = jnp.asarray(features)
     apply = _apply_log if space == "log" else _apply_linear
-    if jnp.issubdtype(features.dtype, jnp.integer):
-        values = _leaf_lookup(params[0], tree, features)
-    else:
-        expected = (tree.num_modes, params[0].shape[2])
-        if features.shape != expected:
-            raise ValueError(
-                "features must have shape (num_modes, num_descriptors) = "
-                f"{expected} for this tree and params (one example; vmap for "
-                f"batches), or integer indices of shape ({tree.num_modes},); got "
-                f"{features.shape}."
-            )
-        values = apply(params[0], features[np.asarray(tree.order)])
-
+    values = leaf_values(params, tree, features, space=space)
     for level, window in enumerate(tree.windows, start=1):
-        windows = values.reshape(-1, window, values.shape[-1])
-        pooled = (
-            jnp.sum(windows, axis=1) if space == "log" else operator.pool(windows, 1)
-        )
-        values = apply(params[level], pooled)
+        values = apply(params[level], pool_values(values, window, operator, space))
     return values[0]
+
+
+def leaf_values(
+    params: Params, tree: ModeTree, features: ArrayLike, *, space: str = "linear"
+) -> jax.Array:
+    """Level 0 of :func:`evaluate`: ``c^i = W^i · F[i, :]`` for every leaf.
+
+    A building block for evaluations that run several decompositions level by
+    level (:mod:`jaxconvac.mixed`); ``params`` must already be checked.
+
+    Args:
+      params: checked ``(W_0, …, W_L)``.
+      tree: the mode tree.
+      features: as for :func:`evaluate`: ``(num_modes, num_descriptors)``
+        floats or ``(num_modes,)`` integer indicator values.
+      space: ``"linear"`` or ``"log"``.
+
+    Returns:
+      The leaves' channels in tree order, shape ``(num_modes, r_0)``.
+
+    Raises:
+      ValueError: for features of the wrong shape or out-of-range integers.
+    """
+    features = jnp.asarray(features)
+    if jnp.issubdtype(features.dtype, jnp.integer):
+        return _leaf_lookup(params[0], tree, features)
+    expected = (tree.num_modes, params[0].shape[2])
+    if features.shape != expected:
+        raise ValueError(
+            "features must have shape (num_modes, num_descriptors) = "
+            f"{expected} for this tree and params (one example; vmap for "
+            f"batches), or integer indices of shape ({tree.num_modes},); got "
+            f"{features.shape}."
+        )
+    apply = _apply_log if space == "log" else _apply_linear
+    return apply(params[0], features[np.asarray(tree.order)])
+
+
+def pool_values(
+    values: jax.Array, window: int, operator: GeneralizedProduct, space: str
+) -> jax.Array:
+    """One level's pooling in :func:`evaluate`: ``(nodes · window, r) -> (nodes, r)``.
+
+    Consecutive ``window`` rows (the children of one node, in tree order) are
+    combined channel-wise with ``g`` (a sum of logs in log space).
+    """
+    windows = values.reshape(-1, window, values.shape[-1])
+    return jnp.sum(windows, axis=1) if space == "log" else operator.pool(windows, 1)
 
 
 def _leaf_lookup(weights: jax.Array, tree: ModeTree, values: jax.Array) -> jax.Array:
@@ -406,6 +437,19 @@ def coefficient_tensor(
     _check_entries("coefficient tensor", params, num_descriptors, tree, max_entries)
     if modulus is not None:
         params = _modular_params(params, modulus, space)
+    outer, apply = tensor_operations(space, modulus)
+    eye = jnp.eye(num_descriptors, dtype=params[0].dtype)
+    leaves = jnp.log(eye) if space == "log" else eye
+    return _materialize(params, tree, leaves, outer, apply)
+
+
+def tensor_operations(space: str, modulus: int | None):
+    """``(outer, apply)`` of :func:`coefficient_tensor`'s contraction.
+
+    ``outer(a, b)`` combines entries of two children (a product, a sum of
+    logs, or a product modulo ``modulus``); ``apply(weights, values)`` applies
+    a level's weights (log-sum-exp in log space, reduced modulo ``modulus``).
+    """
 
     def outer(a: jax.Array, b: jax.Array) -> jax.Array:
         if space == "log":
@@ -418,9 +462,7 @@ def coefficient_tensor(
         out = _apply_linear(weights, values)
         return out if modulus is None else out % modulus
 
-    eye = jnp.eye(num_descriptors, dtype=params[0].dtype)
-    leaves = jnp.log(eye) if space == "log" else eye
-    return _materialize(params, tree, leaves, outer, apply)
+    return outer, apply
 
 
 def grid_tensor(
@@ -513,19 +555,49 @@ def _materialize(params, tree, leaves, outer, apply) -> jax.Array:
     space); each node's tensor is flattened over its leaves in tree order,
     which the final transpose puts back in position order.
     """
-    num_outputs, mode_size = params[-1].shape[1], leaves.shape[1]
-    leaves = jnp.broadcast_to(leaves, (tree.num_modes, *leaves.shape))
-    phi = apply(params[0], leaves)
+    phi = leaf_tensors(params, tree, leaves, apply)
     for level, window in enumerate(tree.windows, start=1):
-        children = phi.reshape(-1, window, *phi.shape[1:])
-        pooled = children[:, 0]
-        for k in range(1, window):
-            # (nodes, channels, K) with (nodes, channels, K') -> (…, K * K').
-            child = children[:, k]
-            pooled = outer(pooled[..., :, None], child[..., None, :])
-            pooled = pooled.reshape(*child.shape[:-1], -1)
-        phi = apply(params[level], pooled)
+        phi = apply(params[level], pool_tensors(phi, window, outer))
+    return root_tensor(phi, tree, leaves.shape[1])
 
+
+def leaf_tensors(params: Params, tree: ModeTree, leaves: jax.Array, apply) -> jax.Array:
+    """Level 0 of :func:`_materialize`: ``Φ^{i,α} = W^i[α] @ leaves``.
+
+    Args:
+      params: checked ``(W_0, …, W_L)``.
+      tree: the mode tree.
+      leaves: ``(M, K)``: the identity for the coefficient tensor, ``F^T`` for
+        a grid tensor.
+      apply: a level's contraction (see :func:`tensor_operations`).
+
+    Returns:
+      ``(num_modes, r_0, K)``, leaves in tree order.
+    """
+    leaves = jnp.broadcast_to(leaves, (tree.num_modes, *leaves.shape))
+    return apply(params[0], leaves)
+
+
+def pool_tensors(phi: jax.Array, window: int, outer) -> jax.Array:
+    """One level's ``⊗_g`` of children, as :func:`_materialize` pools them.
+
+    ``(nodes · window, r, K^s)`` becomes ``(nodes, r, K^(s · window))``: each
+    node's tensor is flattened over its leaves in tree order, the first
+    child's leaves most significant.
+    """
+    children = phi.reshape(-1, window, *phi.shape[1:])
+    pooled = children[:, 0]
+    for k in range(1, window):
+        # (nodes, channels, K) with (nodes, channels, K') -> (…, K * K').
+        child = children[:, k]
+        pooled = outer(pooled[..., :, None], child[..., None, :])
+        pooled = pooled.reshape(*child.shape[:-1], -1)
+    return pooled
+
+
+def root_tensor(phi: jax.Array, tree: ModeTree, mode_size: int) -> jax.Array:
+    """The root's ``(1, Y, K^N)`` tensor as ``(Y, K, …, K)`` in position order."""
+    num_outputs = phi.shape[1]
     tensor = phi[0].reshape(num_outputs, *(mode_size,) * tree.num_modes)
     position_of_leaf = np.argsort(tree.order)
     return jnp.transpose(tensor, (0, *(1 + position_of_leaf)))
