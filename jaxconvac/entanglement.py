@@ -215,6 +215,9 @@ def schmidt_number(
 # -- exact spectra of a tree decomposition ---------------------------------
 
 
+# -- exact spectra of a tree decomposition ---------------------------------
+
+
 class ExactSpectrum(NamedTuple):
     """The spectrum of ``[[A^y]]_I`` for every output ``y``, normalised.
 
@@ -223,12 +226,13 @@ class ExactSpectrum(NamedTuple):
         each ``[[A^y]]_I`` divided by ``‖A^y‖_F`` (so their squares sum to 1;
         all zero for a zero tensor), in descending order. ``num_values`` is
         the dimension the computation tracked; every singular value beyond
-        them is 0.
+        them is 0. With ``outputs`` given, one row per requested output, in
+        that order.
       log_norm: ``(num_outputs,)``: ``ln ‖A^y‖_F`` (``-inf`` for a zero
         tensor); the true singular values are
         ``singular_values * exp(log_norm)[:, None]``, which may overflow for
         large networks while the logarithm does not.
-      cut_dimension: the cost figure the limit applies to (see
+      cut_dimension: the dimension the limit applies to (see
         :func:`exact_spectrum`).
     """
 
@@ -244,39 +248,53 @@ def exact_spectrum(
     *,
     space: str = "linear",
     max_cut_dimension: int = 4096,
+    outputs: Iterable[int] | None = None,
+    max_entries: int = 2**27,
 ) -> ExactSpectrum:
     """Singular values of a network's matricized coefficient tensors, exactly.
 
     Computes the spectrum of ``[[A^y]]_I`` for a ConvAC's tree decomposition
-    (``g = product``) without forming the ``M^N`` tensor, by propagating small
-    matrices up the tree:
+    (``g = product``) without forming the ``M^N`` tensor. One side of the
+    partition is *tracked* (whichever is cheaper); the other is traced out.
+    Nodes of the tree whose leaves all lie on one side (*pure* nodes) are
+    reduced to the Gram matrices of their channel tensors,
+    ``G^ν = W^ν (⊙_t G^t) W^νᵀ`` (``⊙`` the entry-wise product over the
+    children ``t``), ``r × r`` each. The nodes with leaves on both sides
+    (*cut* nodes, the ancestors of the partition's boundary) are contracted
+    along one path from the root down:
 
-    * a node whose leaves all lie on one side of the partition keeps the Gram
-      matrix of its channel tensors, ``G^ν = W^ν (⊙_t G^t) W^νᵀ`` (``⊙`` the
-      entry-wise product over its children ``t``) — ``r × r`` per node;
-    * a node with leaves on both sides (a *cut node*, an ancestor of the
-      partition's boundary) keeps the partial traces
-      ``R^ν[γ, γ'] = Tr_J(Φ^{ν,γ} Φ^{ν,γ'}ᵀ)`` over the tracked side's
-      orthonormal coordinates, of shape ``(r, r, a, a)``, where ``a`` is
-      capped exactly at ``min(A, r_out · B)`` (``A``, ``B`` the dimensions of
-      the two sides of its pooled children);
-    * at the root the eigenvalues of ``R[y, y]`` are ``σ²``.
+    * an *environment* ``C[a, b]`` is carried down the path: at the root
+      ``W[y, a] W[y, b] G_J[a, b]``, and at each node below
+      ``(W^νᵀ C W^ν)[a, b] · G_J[a, b]``, where ``G_J`` is the entry-wise
+      product of the Gram matrices of the node's pure children on the traced
+      side;
+    * the node's pure children on the tracked side enter through a factor
+      ``F`` with ``F Fᵀ = ⊙_t G^t`` (orthonormal coordinates of their joint
+      span), and cut children off the path through their partial traces
+      ``S^t[a, b] = Tr_J(Φ^{t,a} Φ^{t,b}ᵀ)`` (computed bottom-up the same
+      way); each adds *open* indices to ``C``;
+    * the path ends at a node whose largest tracked piece is its factor
+      ``F``: ``Tr_J([[A^y]] [[A^y]]ᵀ) = Σ_{a,b} C[a, b] ⊗ F[a] F[b]ᵀ``,
+      whose eigenvalues are ``σ²``.
 
-    No rank is decided numerically along the way: every truncation is to a
-    dimension proven to contain the whole span. Whichever side of the
-    partition is cheaper is tracked. The *cut dimension* is the largest
-    ``r_in · A`` over the cut nodes below the root (``r_in`` the channels
-    pooled there, ``A`` the tracked side's dimension) and ``A`` at the root
-    (the size of the final eigenproblem); memory grows as its square and time
-    as its cube. A partition
-    that is a union of few tree nodes (halves and quadrants of an image under
-    square pooling) has a cut dimension of a few times ``r``; interleaved
-    partitions of deep trees grow like the true rank.
+    So a partition into unions of whole tree nodes below one cut node —
+    halves and quadrants of an image under square pooling, any block of it,
+    any union of sibling blocks — costs a few ``r × r`` products per level
+    and one ``r × r`` eigenproblem per output. Each further tracked piece
+    multiplies the open dimension; nothing is truncated except to a dimension
+    proven to contain the whole span (a partial trace's rank is at most
+    ``r_out`` times its traced side's dimension).
 
-    Computation is in NumPy ``float64`` (every Gram matrix is rescaled and
-    its scale kept as a logarithm, so thousand-pixel networks neither
-    overflow nor underflow); the results come back in the params' dtype.
-    Not traceable (``jit``) or differentiable.
+    The *cut dimension* is the size of the final eigenproblem (the tracked
+    side's dimension: the product of the tracked pieces' dimensions), or of
+    an intermediate partial trace if one is larger; it bounds the rank from
+    above, and time grows as its cube. A separate guard, ``max_entries``,
+    refuses plans whose largest intermediate array would exceed it.
+
+    Computation is in NumPy ``float64`` (every Gram matrix and environment
+    is rescaled and its scale kept as a logarithm, so thousand-pixel
+    networks neither overflow nor underflow); the results come back in the
+    params' dtype. Not traceable (``jit``) or differentiable.
 
     .. warning::
        Working with Gram matrices squares the condition number: a singular
@@ -297,14 +315,22 @@ def exact_spectrum(
         subtracting each level's maximum (the factors removed go into
         ``log_norm``).
       max_cut_dimension: the largest cut dimension to compute.
+      outputs: the outputs ``y`` to compute, distinct indices into the
+        root's outputs; ``None`` for all. The time is linear in their number.
+      max_entries: the largest intermediate array (``float64`` entries) to
+        allow; the default is 1 GiB.
 
     Returns:
       An :class:`ExactSpectrum`.
 
     Raises:
+      TypeError: if ``tree`` is no :class:`~jaxconvac.ModeTree` or a limit is
+        not an int.
       ValueError: for a bad partition (out of range, empty, repeated, every
-        position), params that do not fit the tree, or a cut dimension above
-        ``max_cut_dimension`` (the message gives it).
+        position), params that do not fit the tree or hold NaN or infinite
+        weights, bad ``outputs``, a non-positive limit, or a cut dimension
+        above ``max_cut_dimension`` or an intermediate above ``max_entries``
+        (the message gives the values).
 
     Examples:
       >>> import jaxconvac as jc
@@ -319,12 +345,30 @@ def exact_spectrum(
         raise TypeError(f"tree must be a ModeTree, got {type(tree).__name__}.")
     if space not in ("linear", "log"):
         raise ValueError(f"space must be 'linear' or 'log', got {space!r}.")
-    if isinstance(max_cut_dimension, bool) or not isinstance(max_cut_dimension, int):
-        raise TypeError(f"max_cut_dimension must be an int, got {max_cut_dimension!r}.")
+    for name, limit in (
+        ("max_cut_dimension", max_cut_dimension),
+        ("max_entries", max_entries),
+    ):
+        if isinstance(limit, bool) or not isinstance(limit, int | np.integer):
+            raise TypeError(f"{name} must be an int, got {limit!r}.")
+        if limit < 1:
+            raise ValueError(f"{name} must be positive, got {limit}.")
     params = check_params(params, tree)
     rows = check_row_modes(row_modes, tree.num_modes)
+    selected = _check_outputs(outputs, params[-1].shape[1])
     dtype = params[0].dtype
     weights = [np.asarray(p, np.float64) for p in params]
+    for level, level_weights in enumerate(weights):
+        # Log-weights may be -inf (a zero weight); nothing else may be infinite.
+        bad = ~np.isfinite(level_weights)
+        if space == "log":
+            bad &= level_weights != -np.inf
+        if np.any(bad):
+            raise ValueError(
+                f"params[{level}] has {int(bad.sum())} non-finite entries (NaN or "
+                f"{'+inf' if space == 'log' else '±inf'}); every weight must be "
+                f"finite{' (log-weights may be -inf)' if space == 'log' else ''}."
+            )
     log_scale = 0.0
     if space == "log":
         weights, log_scale = _exponentiate(weights, tree)
@@ -332,27 +376,71 @@ def exact_spectrum(
     sizes = (weights[0].shape[2], *(w.shape[1] for w in weights))
     tracked = np.zeros(tree.num_modes, bool)
     tracked[list(rows)] = True
-    plans = [_plan(tree, side, sizes) for side in (tracked, ~tracked)]
-    plan = min(plans, key=lambda p: p.cost)
-    if plan.cost > max_cut_dimension:
+    plans = [_plan(tree, side, sizes, len(selected)) for side in (tracked, ~tracked)]
+    plan = min(
+        plans,
+        key=lambda p: (
+            p.cut_dimension > max_cut_dimension or p.peak_entries > max_entries,
+            p.flops,
+        ),
+    )
+    if plan.cut_dimension > max_cut_dimension:
         raise ValueError(
-            f"the cut dimension of this partition is {_describe(plan.cost)} "
-            "(channels times "
-            f"the tracked side's dimension at the costliest cut node, level "
-            f"{plan.costliest}), above max_cut_dimension={max_cut_dimension}; "
-            "raise max_cut_dimension to compute it (memory grows as its square)."
+            f"the cut dimension of this partition is {_describe(plan.cut_dimension)} "
+            "(the tracked side's dimension: the size of the final eigenproblem, "
+            "or of a partial trace on the way), above "
+            f"max_cut_dimension={max_cut_dimension}; raise max_cut_dimension to "
+            "compute it (time grows as its cube)."
+        )
+    if plan.peak_entries > max_entries:
+        raise ValueError(
+            f"this partition needs an intermediate array of "
+            f"{_describe(plan.peak_entries)} float64 entries (cut dimension "
+            f"{_describe(plan.cut_dimension)}), above max_entries={max_entries}; "
+            "raise max_entries if the memory is there."
         )
 
     grams, gram_logs = _pure_grams(weights, tree)
-    eigenvalues, root_log = _propagate_cut(weights, tree, plan, grams, gram_logs)
+    contraction = _Contraction(weights, tree, plan, grams, gram_logs)
+    eigenvalues, root_logs = contraction.run(selected)
     totals = eigenvalues.sum(axis=1)
     safe = np.where(totals > 0, totals, 1.0)
     values = np.sqrt(eigenvalues / safe[:, None])
     with np.errstate(divide="ignore"):
-        log_norm = 0.5 * (np.log(totals) + root_log) + log_scale
+        log_norm = 0.5 * (np.log(totals) + root_logs) + log_scale
     return ExactSpectrum(
-        jnp.asarray(values, dtype), jnp.asarray(log_norm, dtype), plan.cost
+        jnp.asarray(values, dtype), jnp.asarray(log_norm, dtype), plan.cut_dimension
     )
+
+
+def _check_outputs(outputs, num_outputs: int) -> tuple[int, ...]:
+    if outputs is None:
+        return tuple(range(num_outputs))
+    try:
+        chosen = list(outputs)
+    except TypeError:
+        raise TypeError(
+            f"outputs must be an iterable of ints or None, got "
+            f"{type(outputs).__name__}."
+        ) from None
+    if not chosen:
+        raise ValueError(
+            f"outputs is empty; pass None for all {num_outputs} outputs or "
+            f"indices in 0 … {num_outputs - 1}."
+        )
+    checked = []
+    for position, output in enumerate(chosen):
+        if isinstance(output, bool) or not isinstance(output, int | np.integer):
+            raise TypeError(f"outputs[{position}] must be an int, got {output!r}.")
+        if not 0 <= output < num_outputs:
+            raise ValueError(
+                f"outputs[{position}] = {output} is out of range: the root has "
+                f"{num_outputs} outputs, 0 … {num_outputs - 1}."
+            )
+        checked.append(int(output))
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"outputs repeats an index: {checked}.")
+    return tuple(checked)
 
 
 def _describe(number: int) -> str:
@@ -386,13 +474,16 @@ def _normalise(grams: np.ndarray, logs: np.ndarray):
 
 
 def _pure_grams(weights, tree):
-    """Normalised Gram matrices of every node's channel tensors, level by level."""
+    """Normalised Gram matrices of every node's channel tensors, level by level.
+
+    The root's level is left out: its Gram matrices are never needed.
+    """
     leaf = _node_weights(weights[0], tree.num_modes)
     gram, logs = _normalise(
         np.einsum("nam,nbm->nab", leaf, leaf), np.zeros(tree.num_modes)
     )
     grams, gram_logs = [gram], [logs]
-    for level, window in enumerate(tree.windows, start=1):
+    for level, window in enumerate(tree.windows[:-1], start=1):
         nodes = tree.num_nodes(level)
         children = grams[-1].reshape(nodes, window, *grams[-1].shape[1:])
         pooled = np.prod(children, axis=1)
@@ -405,19 +496,35 @@ def _pure_grams(weights, tree):
     return grams, gram_logs
 
 
+class _NodeDims(NamedTuple):
+    """Exact dimension bounds at one cut node (tracked side = rows)."""
+
+    rows: int  # factor_rank times the cut children's kept rows.
+    cols: int  # the same on the traced side.
+    kept_rows: int  # min(rows, r_out * cols): the span of the node's rows.
+    kept_cols: int  # min(cols, r_out * kept_rows).
+    factor_rank: int  # span of the tracked pure children together (1: none).
+    has_factor: bool  # whether the node has a tracked pure child.
+
+
 @dataclasses.dataclass
 class _Plan:
-    """Which nodes are cut, and the exact dimensions tracked at each."""
+    """Which nodes are cut, their dimensions, and the contraction path."""
 
-    kinds: list[np.ndarray]  # per level: 0 other side, 1 tracked side, 2 cut.
-    pure_dims: list[int]  # per level: bound on a pure node's span.
-    dims: dict[tuple[int, int], tuple[int, int, int, int, int]]
-    cost: int = 0
-    costliest: int = 0
+    kinds: list[np.ndarray]  # per level: 0 traced side, 1 tracked side, 2 cut.
+    dims: dict[tuple[int, int], _NodeDims]
+    # (level, node, finisher): the cut child the path continues into, or None
+    # where it ends on the node's tracked factor.
+    path: list[tuple[int, int, int | None]]
+    cut_dimension: int = 1
+    peak_entries: int = 1
+    flops: float = 0.0
 
 
-def _plan(tree: ModeTree, tracked: np.ndarray, sizes: tuple[int, ...]) -> _Plan:
-    """Dimensions of the computation when ``tracked`` positions are the rows."""
+def _plan(
+    tree: ModeTree, tracked: np.ndarray, sizes: tuple[int, ...], num_selected: int
+) -> _Plan:
+    """Dimensions and cost of the computation when ``tracked`` are the rows."""
     in_order = tracked[np.asarray(tree.order)]
     kinds, pure_dims = [], []
     for level in range(tree.depth + 1):
@@ -425,12 +532,13 @@ def _plan(tree: ModeTree, tracked: np.ndarray, sizes: tuple[int, ...]) -> _Plan:
         counts = in_order.reshape(-1, size).sum(axis=1)
         kinds.append(np.where(counts == 0, 0, np.where(counts == size, 1, 2)))
         pure_dims.append(min(sizes[level + 1], sizes[0] ** size))
-    plan = _Plan(kinds, pure_dims, {})
+    dims = {}
     for level, window in enumerate(tree.windows, start=1):
         r_in, r_out = sizes[level], sizes[level + 1]
+        if level == tree.depth:
+            r_out = 1  # One output at a time.
         for node in np.flatnonzero(kinds[level] == 2):
-            children = range(node * window, (node + 1) * window)
-            child_kinds = kinds[level - 1][children.start : children.stop]
+            child_kinds = kinds[level - 1][node * window : (node + 1) * window]
             side_dims = []
             for side in (1, 0):
                 count = int(np.sum(child_kinds == side))
@@ -438,23 +546,84 @@ def _plan(tree: ModeTree, tracked: np.ndarray, sizes: tuple[int, ...]) -> _Plan:
                     min(r_in, pure_dims[level - 1] ** count) if count else 1
                 )
             rows, cols = side_dims
-            for child in children:
-                if kinds[level - 1][child] == 2:
-                    rows *= plan.dims[level - 1, child][2]
-                    cols *= plan.dims[level - 1, child][3]
+            for child in np.flatnonzero(child_kinds == 2):
+                child_dims = dims[level - 1, int(node * window + child)]
+                rows *= child_dims.kept_rows
+                cols *= child_dims.kept_cols
             kept_rows = min(rows, r_out * cols)
-            kept_cols = min(cols, r_out * kept_rows)
-            plan.dims[level, int(node)] = (
+            dims[level, int(node)] = _NodeDims(
                 rows,
                 cols,
                 kept_rows,
-                kept_cols,
+                min(cols, r_out * kept_rows),
                 side_dims[0],
+                bool(np.any(child_kinds == 1)),
             )
-            cost = rows if level == tree.depth else r_in * rows
-            if cost > plan.cost:
-                plan.cost, plan.costliest = cost, level
+    plan = _Plan(kinds, dims, [])
+    _plan_path(plan, tree, sizes, num_selected)
     return plan
+
+
+def _plan_path(plan: _Plan, tree: ModeTree, sizes, num_selected: int) -> None:
+    """Chooses the path down the cut nodes; estimates flops and memory."""
+
+    def note(entries: int) -> None:
+        plan.peak_entries = max(plan.peak_entries, entries)
+
+    def subtree_cost(level: int, node: int) -> None:
+        """Bottom-up partial traces of a cut node off the path."""
+        window = tree.windows[level - 1]
+        for child in range(node * window, (node + 1) * window):
+            if plan.kinds[level - 1][child] == 2:
+                subtree_cost(level - 1, child)
+        dims = plan.dims[level, node]
+        r_in, r_out, rows = sizes[level], sizes[level + 1], dims.rows
+        plan.cut_dimension = max(plan.cut_dimension, rows)
+        plan.flops += (r_in + r_out) * r_in * (r_in + r_out) * rows**2
+        note(max(r_in, r_out) ** 2 * rows**2)
+        if dims.kept_rows < rows:
+            plan.flops += rows**3 + 2 * r_out**2 * rows**2 * dims.kept_rows
+
+    level, node, open_dim = tree.depth, 0, 1
+    while True:
+        dims = plan.dims[level, node]
+        r_in = sizes[level]
+        r_node = 1 if level == tree.depth else sizes[level + 1]
+        plan.flops += num_selected * r_node * r_in * (r_node + r_in) * open_dim**2
+        note(max(r_in, r_node) ** 2 * open_dim**2)
+        window = tree.windows[level - 1]
+        cut_children = [
+            (child, plan.dims[level - 1, child].kept_rows)
+            for child in range(node * window, (node + 1) * window)
+            if plan.kinds[level - 1][child] == 2
+        ]
+        finisher = None
+        if cut_children:
+            child, rank = max(cut_children, key=lambda item: item[1])
+            if not dims.has_factor or rank > dims.factor_rank:
+                finisher = child
+        folded = [rank for child, rank in cut_children if child != finisher]
+        if dims.has_factor and finisher is not None:
+            folded.append(dims.factor_rank)
+        for child, _ in cut_children:
+            if child != finisher:
+                subtree_cost(level - 1, child)
+        for rank in folded:
+            open_dim *= rank
+            plan.flops += num_selected * r_in**2 * open_dim**2
+            note(r_in**2 * open_dim**2)
+        plan.cut_dimension = max(plan.cut_dimension, open_dim)
+        plan.path.append((level, node, finisher))
+        if finisher is None:
+            rank = dims.factor_rank
+            final = open_dim * rank
+            plan.flops += num_selected * (
+                r_in * rank * (r_in + rank) * open_dim**2 + final**3
+            )
+            note(final**2 + r_in * rank * open_dim**2)
+            plan.cut_dimension = max(plan.cut_dimension, final)
+            return
+        level, node = level - 1, finisher
 
 
 def _row_factor(gram: np.ndarray, rank: int) -> np.ndarray:
@@ -464,85 +633,132 @@ def _row_factor(gram: np.ndarray, rank: int) -> np.ndarray:
     return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
-def _kronecker_states(pooled, cut_children):
-    """Joins partial traces ``(r, r, a, a)`` by Kronecker products of the last axes."""
-    r_in = pooled.shape[0]
-    for child_state, _ in cut_children:
-        a, b = pooled.shape[2], child_state.shape[2]
-        pooled = np.einsum("abij,abkl->abikjl", pooled, child_state)
-        pooled = pooled.reshape(r_in, r_in, a * b, a * b)
-    return pooled
+def _sandwich(weight: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """``Σ_{a,b} weight[g, a] weight[h, b] state[a, b, …]``, by two GEMMs."""
+    r_in, rest = state.shape[0], state.shape[2:]
+    r_out = weight.shape[0]
+    half = (weight @ state.reshape(r_in, -1)).reshape(r_out, r_in, -1)
+    half = np.ascontiguousarray(half.transpose(1, 0, 2)).reshape(r_in, -1)
+    full = (weight @ half).reshape(r_out, r_out, *rest)  # [h, g, …]
+    return full.transpose(1, 0, *range(2, 2 + len(rest)))
 
 
-def _root_traces(weight, col_gram, pooled, last):
-    """``R[y, y] = Σ_{α,α'} W[y,α] W[y,α'] g[α,α'] pooled[α,α'] ⊗ last[α,α']``.
-
-    Contracted as one matrix product per output, without forming the joint
-    ``(r, r, A, A)`` partial traces of the root's children.
-    """
-    r_in, a = pooled.shape[0], pooled.shape[2]
-    coefficients = np.einsum("ya,yb,ab->yab", weight, weight, col_gram)
-    if last is None:
-        return np.einsum("yab,abij->yij", coefficients, pooled, optimize=True)
-    b = last.shape[2]
-    left = pooled.reshape(r_in * r_in, a * a).T
-    right = last.reshape(r_in * r_in, b * b)
-    traces = np.stack(
-        [(left * c.reshape(1, -1)) @ right for c in coefficients]
-    )  # (Y, a * a, b * b) indexed [y, (i, j), (k, l)].
-    traces = traces.reshape(-1, a, a, b, b).transpose(0, 1, 3, 2, 4)
-    return traces.reshape(-1, a * b, a * b)
+def _fold(state: np.ndarray, piece: np.ndarray) -> np.ndarray:
+    """``state[a, b] ⊗ piece[a, b]`` for every ``(a, b)``: open indices multiply."""
+    r, _, o, _ = state.shape
+    p = piece.shape[2]
+    joined = state[:, :, :, None, :, None] * piece[:, :, None, :, None, :]
+    return joined.reshape(r, r, o * p, o * p)
 
 
-def _propagate_cut(weights, tree, plan, grams, gram_logs):
-    """Partial traces up the cut nodes; the root's ``σ²`` and their log scale."""
-    states = {}
-    for level, window in enumerate(tree.windows, start=1):
-        node_weights = _node_weights(weights[level], tree.num_nodes(level))
-        r_in = weights[level].shape[2]
-        for node in np.flatnonzero(plan.kinds[level] == 2):
-            node = int(node)
-            _, _, kept_rows, _, row_rank = plan.dims[level, node]
-            row_gram, col_gram = np.ones((r_in, r_in)), np.ones((r_in, r_in))
-            log, has_rows = 0.0, False
-            cut_children = []
-            for child in range(node * window, (node + 1) * window):
-                kind = plan.kinds[level - 1][child]
-                if kind == 2:
-                    cut_children.append(states.pop((level - 1, child)))
-                    continue
-                log += gram_logs[level - 1][child]
-                if kind == 1:
-                    row_gram = row_gram * grams[level - 1][child]
-                    has_rows = True
+def _fold_factor(state: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """``state[a, b] ⊗ factor[a] factor[b]ᵀ`` for every ``(a, b)``."""
+    return _fold(state, factor[:, None, :, None] * factor[None, :, None, :])
+
+
+def _close(state: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """``Σ_{a,b} state[a, b] ⊗ factor[a] factor[b]ᵀ`` as a square matrix."""
+    r, _, o, _ = state.shape
+    p = factor.shape[1]
+    half = (factor.T @ state.reshape(r, -1)).reshape(p, r, o, o)  # [i, b, x, y]
+    half = np.ascontiguousarray(half.transpose(2, 0, 3, 1))  # [x, i, y, b]
+    return (half.reshape(-1, r) @ factor).reshape(o, p, o, p).reshape(o * p, -1)
+
+
+def _rescale(state: np.ndarray, log: float):
+    """Divides by the largest absolute entry; returns the state and its log scale."""
+    largest = float(np.max(np.abs(state))) if state.size else 0.0
+    if largest > 0:
+        return state / largest, log + math.log(largest)
+    return state, -math.inf
+
+
+class _Contraction:
+    """Carries out a :class:`_Plan` on float64 weights."""
+
+    def __init__(self, weights, tree, plan, grams, gram_logs):
+        self.weights, self.tree, self.plan = weights, tree, plan
+        self.grams, self.gram_logs = grams, gram_logs
+
+    def weight(self, level: int, node: int) -> np.ndarray:
+        level_weights = self.weights[level]
+        return level_weights[node % level_weights.shape[0]]
+
+    def children(self, level: int, node: int):
+        """The node's traced Gram, tracked factor (or None), log, cut children."""
+        window = self.tree.windows[level - 1]
+        r_in = self.weights[level].shape[2]
+        traced, tracked = np.ones((r_in, r_in)), None
+        log, cut = 0.0, []
+        for child in range(node * window, (node + 1) * window):
+            kind = self.plan.kinds[level - 1][child]
+            if kind == 2:
+                cut.append(child)
+                continue
+            log += self.gram_logs[level - 1][child]
+            gram = self.grams[level - 1][child]
+            if kind == 0:
+                traced = traced * gram
+            else:
+                tracked = gram if tracked is None else tracked * gram
+        factor = None
+        if tracked is not None:
+            factor = _row_factor(tracked, self.plan.dims[level, node].factor_rank)
+        return traced, factor, log, cut
+
+    def partial_trace(self, level: int, node: int):
+        """``S[g, h] = Tr_J(Φ^g Φ^hᵀ)`` of a cut node, bottom-up; and its log."""
+        traced, factor, log, cut = self.children(level, node)
+        state = traced[:, :, None, None]
+        if factor is not None:
+            state = _fold_factor(state, factor)
+        for child in cut:
+            child_state, child_log = self.partial_trace(level - 1, child)
+            state, log = _fold(state, child_state), log + child_log
+        state = _sandwich(self.weight(level, node), state)
+        kept = self.plan.dims[level, node].kept_rows
+        if kept < state.shape[2]:
+            total = np.einsum("ggij->ij", state)
+            basis = np.linalg.eigh(total)[1][:, -kept:]
+            state = np.einsum("ip,ghij,jq->ghpq", basis, state, basis, optimize=True)
+        return _rescale(state, log)
+
+    def run(self, outputs):
+        """Eigenvalues ``(len(outputs), D)`` (descending) and their log scales."""
+        steps = []  # Per path node: weight, traced Gram, pieces to fold, factor.
+        for level, node, finisher in self.plan.path:
+            traced, factor, log, cut = self.children(level, node)
+            pieces = []
+            if factor is not None and finisher is not None:
+                pieces.append(("factor", factor))
+            for child in cut:
+                if child != finisher:
+                    child_state, child_log = self.partial_trace(level - 1, child)
+                    pieces.append(("state", child_state))
+                    log += child_log
+            steps.append(
+                (self.weight(level, node), traced, pieces, factor, finisher, log)
+            )
+        spectra, logs = [], []
+        for output in outputs:
+            environment, total_log = None, 0.0
+            for weight, traced, pieces, factor, finisher, log in steps:
+                if environment is None:  # The root: W[y, a] W[y, b].
+                    row = weight[output]
+                    state = (np.outer(row, row) * traced)[:, :, None, None]
                 else:
-                    col_gram = col_gram * grams[level - 1][child]
-            if has_rows:
-                factor = _row_factor(row_gram, row_rank)
-                pooled = np.einsum("ai,bj->abij", factor, factor)
-            else:
-                pooled = np.ones((r_in, r_in, 1, 1))
-            log += sum(child_log for _, child_log in cut_children)
-            weight = node_weights[node]
-            if level == tree.depth:
-                last = cut_children.pop()[0] if cut_children else None
-                pooled = _kronecker_states(pooled, cut_children)
-                traces = _root_traces(weight, col_gram, pooled, last)
-                eigenvalues = np.linalg.eigvalsh(traces)[:, ::-1]
-                return np.maximum(eigenvalues, 0.0), log
-            pooled = _kronecker_states(pooled, cut_children)
-            pooled = pooled * col_gram[:, :, None, None]
-            state = np.einsum("ga,hb,abij->ghij", weight, weight, pooled, optimize=True)
-            if kept_rows < state.shape[2]:
-                total = np.einsum("ggij->ij", state)
-                basis = np.linalg.eigh(total)[1][:, -kept_rows:]
-                state = np.einsum(
-                    "ip,ghij,jq->ghpq", basis, state, basis, optimize=True
-                )
-            largest = np.einsum("ggii->g", state).max()
-            if largest > 0:
-                state, log = state / largest, log + np.log(largest)
-            else:
-                log = -np.inf
-            states[level, node] = (state, log)
-    raise AssertionError("the root is always a cut node")
+                    state = _sandwich(weight.T, environment)
+                    state = state * traced[:, :, None, None]
+                # Pieces are normalised to entries of at most 1: rescaling
+                # before folding them in touches the smaller array.
+                state, total_log = _rescale(state, total_log + log)
+                for kind, piece in pieces:
+                    state = (_fold_factor if kind == "factor" else _fold)(state, piece)
+                if finisher is None:
+                    traces = _close(state, factor)
+                    break
+                environment = state
+            eigenvalues = np.linalg.eigvalsh(0.5 * (traces + traces.T))[::-1]
+            spectra.append(np.maximum(eigenvalues, 0.0))
+            logs.append(total_log)
+        return np.stack(spectra), np.asarray(logs)

@@ -316,3 +316,215 @@ def test_exact_spectrum_refuses_large_cuts():
         exact_spectrum(params, tree, odd_even, space="logs")
     with pytest.raises(ValueError, match="params"):
         exact_spectrum(params[:-1], tree, odd_even)
+
+
+# -- exact spectra: every contraction path, against the materialised SVD -------
+
+from jaxconvac.entanglement import _plan  # noqa: E402
+
+_RANDOM_CASES = [
+    # tree, M, widths: the upper widths are narrow or wide so that the path
+    # sometimes continues into a cut child and sometimes ends on a factor.
+    (jc.ModeTree.balanced(16), 2, (2, 3, 2, 3)),
+    (jc.ModeTree.image(4, 4), 2, (2, 5)),
+    (jc.ModeTree.balanced(8), 3, (3, 2, 3)),
+    (jc.ModeTree.balanced(9, 3), 3, (3, 2)),
+]
+
+
+def _path_features(plan):
+    """Which code paths a plan uses (for the coverage assertion)."""
+    features = set()
+    for level, node, finisher in plan.path:
+        dims = plan.dims[level, node]
+        window_cut = sum(
+            plan.kinds[level - 1][child] == 2
+            for child in range(node * 4, node * 4 + 4)
+            if child < len(plan.kinds[level - 1])
+        )
+        if finisher is not None and dims.has_factor:
+            features.add("factor folded into the environment")
+        if finisher is not None and window_cut > 1:
+            features.add("partial trace folded into the environment")
+        if finisher is None and len(plan.path) > 1:
+            features.add("path ends below the root")
+    if plan.cut_dimension > max(d.factor_rank for d in plan.dims.values()):
+        features.add("open indices carried down")
+    return features
+
+
+def _numpy_matricize(tensor, rows):
+    """SPEC §3 in NumPy: axes ``I`` then ``J`` (sorted), C-order reshape."""
+    cols = [i for i in range(tensor.ndim) if i not in rows]
+    moved = np.transpose(tensor, list(rows) + cols)
+    return moved.reshape(int(np.prod([tensor.shape[i] for i in rows])), -1)
+
+
+def test_exact_spectrum_random_partitions_every_path():
+    rng = np.random.default_rng(0)
+    seen = set()
+    with jax.enable_x64(True):
+        for tree, num_descriptors, widths in _RANDOM_CASES:
+            sizes = (num_descriptors, *widths, 2)
+            # NumPy draws (no compilation); one weight matrix per node.
+            params = tuple(
+                rng.normal(size=(tree.num_nodes(level), sizes[level + 1], sizes[level]))
+                for level in range(tree.depth)
+            ) + (rng.normal(size=(1, 2, sizes[-2])),)
+            tensor = np.asarray(jc.coefficient_tensor(params, tree))
+            for _ in range(5):
+                size = int(rng.integers(1, tree.num_modes))
+                rows = sorted(rng.choice(tree.num_modes, size, replace=False).tolist())
+                spectrum = exact_spectrum(params, tree, rows)
+                mask = np.isin(np.arange(tree.num_modes), rows)
+                for side in (mask, ~mask):
+                    seen |= _path_features(_plan(tree, side, sizes, 2))
+                for output in range(2):
+                    matrix = _numpy_matricize(tensor[output], rows)
+                    reference = np.linalg.svd(matrix, compute_uv=False)
+                    _assert_same_spectrum(
+                        np.asarray(spectrum.singular_values[output]),
+                        reference / np.linalg.norm(reference),
+                    )
+    assert seen == {
+        "factor folded into the environment",
+        "partial trace folded into the environment",
+        "path ends below the root",
+        "open indices carried down",
+    }
+
+
+def test_exact_spectrum_unions_of_far_nodes():
+    # Two or three tree nodes far apart: several cut branches meet.
+    tree = jc.ModeTree.balanced(16)
+    with jax.enable_x64(True):
+        params = jc.init_decomposition(
+            jax.random.key(5),
+            tree,
+            num_descriptors=2,
+            widths=(2, 4, 4, 3),
+            num_outputs=3,
+            sharing="full",
+            dtype=jnp.float64,
+        )
+        params = tuple(jnp.abs(p) for p in params[:-1]) + (params[-1],)
+        tensor = np.asarray(jc.coefficient_tensor(params, tree))
+        for rows in [(0, 1, 8, 9), (0, 6, 7, 12), (2, 3, 4, 5, 14), (4, 5, 6, 7, 13)]:
+            spectrum = exact_spectrum(params, tree, rows)
+            complement = [i for i in range(16) if i not in rows]
+            other = exact_spectrum(params, tree, complement)
+            for output in range(3):
+                matrix = _numpy_matricize(tensor[output], rows)
+                reference = np.linalg.svd(matrix, compute_uv=False)
+                reference = reference / np.linalg.norm(reference)
+                _assert_same_spectrum(
+                    np.asarray(spectrum.singular_values[output]), reference
+                )
+                _assert_same_spectrum(
+                    np.asarray(other.singular_values[output]), reference
+                )
+
+
+def test_exact_spectrum_outputs_subset():
+    tree = jc.ModeTree.image(4, 4)
+    params = jc.init_decomposition(
+        jax.random.key(1), tree, num_descriptors=2, widths=(3, 3), num_outputs=4
+    )
+    rows = (0, 1, 4, 5, 10)
+    full = exact_spectrum(params, tree, rows)
+    part = exact_spectrum(params, tree, rows, outputs=(3, 1))
+    chosen = np.array([3, 1])
+    np.testing.assert_allclose(part.singular_values, full.singular_values[chosen])
+    np.testing.assert_allclose(part.log_norm, full.log_norm[chosen])
+
+
+def test_exact_spectrum_log_space_zero_weights():
+    # A log-weight of -inf is a zero weight: allowed, same as linear zeros.
+    tree = jc.ModeTree.balanced(8)
+    with jax.enable_x64(True):
+        log_params = jc.init_decomposition(
+            jax.random.key(2),
+            tree,
+            num_descriptors=2,
+            widths=(2, 3, 2),
+            num_outputs=1,
+            dtype=jnp.float64,
+        )
+        log_params = (log_params[0].at[0, 0, 1].set(-jnp.inf), *log_params[1:])
+        rows = (0, 3, 4)
+        from_log = exact_spectrum(log_params, tree, rows, space="log")
+        linear = tuple(jnp.exp(p) for p in log_params)
+        references, log_norms = _materialised_spectra(linear, tree, rows)
+    _assert_same_spectrum(
+        np.asarray(from_log.singular_values[0]),
+        references[0] / np.linalg.norm(references[0]),
+    )
+    np.testing.assert_allclose(from_log.log_norm, log_norms, rtol=1e-10)
+
+
+def test_exact_spectrum_cost_of_image_partitions():
+    # The plans (no computation) for a 32×32 network of width 64: halves,
+    # quadrants, blocks and unions of sibling blocks need no more than one
+    # r × r eigenproblem per output and intermediates of 2 r² entries. A 2×2
+    # block and two pixels far from it multiply their spans: 16 · (2 · 2).
+    tree = jc.ModeTree.image(32, 32)
+    sizes = (2, 64, 64, 64, 64, 64, 10)
+    pixels = np.arange(1024).reshape(32, 32)
+    cheap = {
+        "left": pixels[:, :16],
+        "top": pixels[:16],
+        "quadrant": pixels[16:, :16],
+        "block 4x4": pixels[4:8, 8:12],
+        "block 8x8": pixels[8:16, 8:16],
+        "siblings": pixels[0:4, 0:8],
+    }
+    for name, rows in cheap.items():
+        mask = np.isin(np.arange(1024), rows.ravel())
+        plan = min(
+            (_plan(tree, side, sizes, 10) for side in (mask, ~mask)),
+            key=lambda p: p.flops,
+        )
+        assert plan.cut_dimension <= 64, name
+        assert plan.peak_entries <= 2 * 64 * 64, name
+        assert plan.flops < 5e7, name
+    far = np.isin(np.arange(1024), np.r_[pixels[0:2, 0:2].ravel(), [990, 991]])
+    plan = _plan(tree, far, sizes, 10)
+    assert plan.cut_dimension == 16 * 4  # 2×2 block (16) and 2 pixels (2 · 2).
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"outputs": ()}, ValueError, "outputs is empty"),
+        ({"outputs": (2,)}, ValueError, r"outputs\[0\] = 2 is out of range"),
+        ({"outputs": (0, 0)}, ValueError, "repeats"),
+        ({"outputs": (0.0,)}, TypeError, "outputs"),
+        ({"max_cut_dimension": 0}, ValueError, "max_cut_dimension must be positive"),
+        ({"max_cut_dimension": True}, TypeError, "max_cut_dimension"),
+        ({"max_entries": 2.0}, TypeError, "max_entries"),
+    ],
+)
+def test_exact_spectrum_bad_options(kwargs, error, message):
+    tree = jc.ModeTree.balanced(4)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(2, 2), num_outputs=2
+    )
+    with pytest.raises(error, match=message):
+        exact_spectrum(params, tree, (0,), **kwargs)
+
+
+def test_exact_spectrum_bad_weights_and_memory_limit():
+    tree = jc.ModeTree.balanced(16)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(4,) * 4, num_outputs=1
+    )
+    broken = (params[0].at[0, 0, 0].set(jnp.nan), *params[1:])
+    with pytest.raises(ValueError, match=r"params\[0\] has 1 non-finite"):
+        exact_spectrum(broken, tree, (0, 1))
+    infinite = (*params[:-1], params[-1].at[0, 0, 0].set(jnp.inf))
+    with pytest.raises(ValueError, match=r"params\[4\] has 1 non-finite"):
+        exact_spectrum(infinite, tree, (0, 1), space="log")
+    with pytest.raises(ValueError, match="intermediate array of .* above max_entries"):
+        exact_spectrum(params, tree, jc.odd_even_modes(16), max_entries=1000)
+    with pytest.raises(TypeError, match="ModeTree"):
+        exact_spectrum(params, "tree", (0, 1))

@@ -179,3 +179,53 @@ def test_general_graph_min_cut():
         network_min_cut(graph, ["a"], ["a"])
     with pytest.raises(ValueError, match="not in the graph"):
         network_min_cut(graph, ["a"], ["q"])
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (
+            lambda: min_cut_bound(jc.ModeTree.balanced(8), (2, 2.0, 2), 2, (0,)),
+            TypeError,
+            r"widths\[1\] must be an int",
+        ),
+        (
+            lambda: min_cut_bound(jc.ModeTree.balanced(8), (2, 2, 2, 2), 2, (0,)),
+            ValueError,
+            r"3 for this tree .* got 4",
+        ),
+        (
+            lambda: min_cut_bound(jc.ModeTree.balanced(8), (2, 2, 2), True, (0,)),
+            ValueError,
+            "num_descriptors",
+        ),
+        (
+            lambda: min_cut_bound(jc.ModeTree.balanced(8), (2, 2, 2), 2, (-1,)),
+            ValueError,
+            r"valid modes are 0 … 7",
+        ),
+        (
+            lambda: min_cut_bound(jc.ModeTree.balanced(8), (2, 2, 2), 2, "01"),
+            TypeError,
+            "row_modes",
+        ),
+        (
+            lambda: tensor_network(jc.ModeTree.balanced(4), (3,), 2),
+            ValueError,
+            "one entry per level",
+        ),
+        (
+            lambda: network_min_cut(nx.Graph([("a", "b", {"dim": 0})]), ["a"], ["b"]),
+            ValueError,
+            "positive int dim",
+        ),
+        (
+            lambda: network_min_cut(nx.Graph([("a", "b", {"dim": 2})]), [], ["b"]),
+            ValueError,
+            "non-empty",
+        ),
+    ],
+)
+def test_bad_input_messages(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
