@@ -90,7 +90,7 @@ def get_config(preset: str = "full") -> dict:
     return {
         "seed": 0,
         "draws": 2 if quick else 64,
-        "weight_bits": 6,
+        "weight_bits": 20,
         "index_sets": ["paper"] if quick else list(INDEX_SETS),
         "rows": [list(r) for r in (ROWS[:1] + ROWS[-2:-1] if quick else ROWS)],
     }
