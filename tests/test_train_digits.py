@@ -3,6 +3,10 @@ import json
 import pathlib
 import sys
 
+import pytest
+
+from jaxconvac import cli
+
 SCRIPT = pathlib.Path(__file__).parents[1] / "experiments" / "train_digits.py"
 
 
@@ -16,7 +20,10 @@ def load_script():
 
 def test_quick_run_writes_its_outputs(tmp_path, capsys):
     train_digits = load_script()
-    rows = train_digits.main(["--quick", "--no-progress", "--workdir", str(tmp_path)])
+    summary = train_digits.main(
+        ["--quick", "--no-progress", "--workdir", str(tmp_path)]
+    )
+    rows = summary["models"]
 
     assert [row["model"] for row in rows] == ["deep", "shallow"]
     for row in rows:
@@ -28,9 +35,37 @@ def test_quick_run_writes_its_outputs(tmp_path, capsys):
             json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()
         ]
         assert records[-1]["step"] == 20 and "test_accuracy" in records[-1]
+        assert records[-1]["skipped"] == 0
         config = json.loads((run / "config.json").read_text())
         assert config["split"] == {"test_size": 0.25, "random_state": 0}
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["10", "20"]
     assert json.loads((tmp_path / "results.json").read_text()) == rows
+    assert json.loads((tmp_path / "summary.json").read_text())["result"] == summary
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["preset"] == "quick" and saved["config"]["train"]["steps"] == 20
     assert (tmp_path / "learning_curves.png").stat().st_size > 1000
-    table = capsys.readouterr().out
-    assert "| deep | image |" in table and "| shallow | shallow |" in table
+    out = capsys.readouterr().out
+    assert "| deep | image |" in out and "| shallow | shallow |" in out
+    assert f"figures:     {tmp_path / 'learning_curves.png'}" in out
+
+
+def test_config_presets_and_overrides():
+    train_digits = load_script()
+    full = train_digits.get_config()
+    assert full["train"]["steps"] == 3000 and full["data"]["max_train"] is None
+    assert train_digits.get_config("quick")["data"] == {
+        "max_train": 256,
+        "max_test": 64,
+    }
+    config = cli.apply_overrides(
+        full, ["models.deep.widths=8,16,32", "train.compute_dtype=bfloat16"]
+    )
+    specs = train_digits.model_specs(config)
+    assert [s.name for s in specs] == ["deep", "shallow"]
+    assert specs[0].widths == (8, 16, 32)
+    assert specs[0].train.compute_dtype == "bfloat16" and specs[0].train.seed == 0
+    with pytest.raises(ValueError, match=r"preset must be 'full' or 'quick'"):
+        train_digits.get_config("paper")
+    bad = cli.apply_overrides(full, ["models.deep.tree=ring"])
+    with pytest.raises(ValueError, match=r"models\.deep\.tree must be 'image'"):
+        train_digits.model_specs(bad)
