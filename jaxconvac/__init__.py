@@ -34,8 +34,25 @@ from jaxconvac.entanglement import (
     schmidt_number,
     schmidt_spectrum,
 )
+from jaxconvac.generative import (
+    log_joint,
+    marginalize,
+    normalize_log_weights,
+    random_mask,
+    rectangle_mask,
+    sample_components,
+)
 from jaxconvac.matricization import matricize, odd_even_modes
-from jaxconvac.mode_trees import ModeTree
+from jaxconvac.mixed import (
+    MixedTrees,
+    hybrid_tree,
+    init_mixed_decomposition,
+    mixed_coefficient_tensor,
+    mixed_evaluate,
+    mixed_grid_tensor,
+    tree_rank_bounds,
+)
+from jaxconvac.mode_trees import ModeTree, swapped_dilations
 from jaxconvac.ranks import (
     exact_rank,
     numerical_rank,
@@ -58,6 +75,7 @@ __all__ = [
     "ExactSpectrum",
     "GeneralizedProduct",
     "MinCut",
+    "MixedTrees",
     "ModeTree",
     "coefficient_tensor",
     "entanglement_entropy",
@@ -67,18 +85,31 @@ __all__ = [
     "generalized_tensor_product",
     "geometric_measure",
     "grid_tensor",
+    "hybrid_tree",
     "init_decomposition",
+    "init_mixed_decomposition",
+    "log_joint",
+    "marginalize",
     "matricize",
     "min_cut_bound",
+    "mixed_coefficient_tensor",
+    "mixed_evaluate",
+    "mixed_grid_tensor",
     "network_min_cut",
+    "normalize_log_weights",
     "numerical_rank",
     "odd_even_modes",
     "operator_for",
+    "random_mask",
+    "rectangle_mask",
+    "sample_components",
     "schmidt_number",
     "schmidt_spectrum",
     "singular_value_gap",
     "singular_values",
+    "swapped_dilations",
     "tensor_network",
+    "tree_rank_bounds",
 ]
 
 __version__ = "0.1.0"

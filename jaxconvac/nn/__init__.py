@@ -1,4 +1,4 @@
-"""Flax NNX networks: representation layers, ConvACs and generalized networks.
+"""Flax NNX networks: representations, ConvACs, generalized, dilated and generative.
 
 Modules take a leading ``batch`` dimension and call the pure functions of
 :mod:`jaxconvac` (:func:`~jaxconvac.evaluate`, batched with ``jax.vmap``), so a
@@ -11,6 +11,11 @@ from jaxconvac.nn.convac import (
     DecompositionModule,
     count_params,
 )
+from jaxconvac.nn.dilated import (
+    DilatedConvNet,
+    LastStepClassifier,
+    MixedDilatedConvNet,
+)
 from jaxconvac.nn.generalized import (
     AffineReLU,
     GeneralizedClassifier,
@@ -18,18 +23,30 @@ from jaxconvac.nn.generalized import (
     network_operator,
     scale_for_average_pooling,
 )
-from jaxconvac.nn.representations import Gaussian, Indicator
+from jaxconvac.nn.generative import (
+    GenerativeClassifier,
+    drop_elements,
+    joint_loss,
+)
+from jaxconvac.nn.representations import Categorical, Gaussian, Indicator
 
 __all__ = [
     "AffineReLU",
+    "Categorical",
     "Classifier",
     "ConvAC",
     "DecompositionModule",
+    "DilatedConvNet",
     "Gaussian",
     "GeneralizedClassifier",
     "GeneralizedConvNet",
+    "GenerativeClassifier",
     "Indicator",
+    "LastStepClassifier",
+    "MixedDilatedConvNet",
     "count_params",
+    "drop_elements",
+    "joint_loss",
     "network_operator",
     "scale_for_average_pooling",
 ]
