@@ -518,7 +518,7 @@ class _Plan:
     path: list[tuple[int, int, int | None]]
     cut_dimension: int = 1
     peak_entries: int = 1
-    flops: float = 0.0
+    flops: int = 0  # Python ints: exact and unbounded (no float overflow).
 
 
 def _plan(
