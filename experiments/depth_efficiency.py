@@ -16,8 +16,8 @@ paper's lower-bound construction uses one channel per upper node only. The
 experiment checks this on two extra configurations, with upper widths 1 and
 with upper widths doubling per level.
 
-For every configuration the experiment draws ``--draws`` (deep, default 32) or
-``--shallow-draws`` (shallow, default 16: a shallow draw forms a ``Z · M^N``
+For every configuration the experiment draws ``draws`` (deep, default 32) or
+``shallow_draws`` (shallow, default 16: a shallow draw forms a ``Z · M^N``
 intermediate) random networks as one jitted function vmapped over
 ``jax.random`` keys; the 45 functions compile in worker threads while earlier
 ones run. Each network's weights are integers drawn uniformly from ``[-K, K]``,
@@ -51,19 +51,25 @@ rank 4 in a trial (37 % of 2 000 in an independent NumPy check).
 Command (about 180 s of CPU time, ~105 s of it compiling; 5.4 min of wall time
 on a shared 2-core machine at load average 7–8)::
 
-    python experiments/depth_efficiency.py --draws 32 --workdir runs/depth_efficiency
+    python experiments/depth_efficiency.py --workdir runs/depth_efficiency
+
+The flags are :mod:`jaxconvac.cli`'s: ``--preset full|quick`` (``--quick``:
+three tiny configurations), ``--seed``, ``--set KEY=VALUE`` for the keys of
+:func:`get_config` (``draws``, ``shallow_draws``, ``weight_bits``,
+``compile_workers``), ``--print-config``. An analysis, not a training run:
+``--resume`` is refused.
 
 Expected result: the exact rank equals ``min(r_0, M)^{N/2}`` on every deep
 draw and ``min(Z, M^{N/2})`` on every shallow draw, e.g. ``SUMMARY: exact rank
 matched the theorem on 640/640 deep draws; ...``; the float64 SVD rank falls
 short on a few ``N = 16``, ``M = 2`` draws. The work directory gets
-``config.json``, ``metrics.jsonl`` (one line per configuration, per-draw
-values included), ``results.json`` and ``ranks.png``.
+``config.json`` and ``summary.json`` (by the CLI), ``metrics.jsonl`` (one line
+per configuration, per-draw values included), ``results.json`` and
+``ranks.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import json
@@ -79,6 +85,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconvac as jc
+from jaxconvac import cli
 
 DEEP_GRID = ((2, (4, 8, 16)), (3, (4, 8)))
 LEAF_WIDTHS = (1, 2, 3, 4)
@@ -615,44 +622,54 @@ def plot_ranks(records: Sequence[dict], path: pathlib.Path) -> None:
     plt.close(figure)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line flags."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--draws", type=int, default=32, help="networks per deep configuration"
-    )
-    parser.add_argument(
-        "--shallow-draws",
-        type=int,
-        default=16,
-        help="networks per shallow configuration (each costs Z * M**N entries)",
-    )
-    parser.add_argument("--workdir", default="runs/depth_efficiency")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--weight-bits",
-        type=int,
-        default=20,
-        help="integer weights are uniform in [-2**bits, 2**bits]",
-    )
-    parser.add_argument(
-        "--compile-workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="threads compiling configurations in parallel",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny configuration (smoke test)"
-    )
-    args = parser.parse_args(argv)
-    if args.compile_workers < 1:
-        parser.error(f"--compile-workers must be positive, got {args.compile_workers}")
-    for name in ("draws", "shallow_draws"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
-    if not 0 <= args.weight_bits <= 24:
-        parser.error(f"--weight-bits must be in [0, 24], got {args.weight_bits}")
-    return args
+def get_config(preset: str = "full") -> dict:
+    """The run's settings: ``"full"`` (the reported grid) or ``"quick"``.
+
+    Args:
+      preset: ``"full"`` (45 configurations) or ``"quick"`` (three tiny ones,
+        the smoke test).
+
+    Returns:
+      A dict: ``seed``; ``cases`` (``"full"`` or ``"quick"``, the grid of
+      :func:`build_cases`); ``draws`` (networks per deep configuration);
+      ``shallow_draws`` (per shallow one: each costs ``Z · M^N`` entries);
+      ``weight_bits`` (integer weights uniform in ``[-2**bits, 2**bits]``);
+      ``compile_workers`` (threads compiling configurations in parallel, 0 for
+      ``os.cpu_count()``).
+
+    Raises:
+      ValueError: for an unknown preset.
+    """
+    if preset not in ("full", "quick"):
+        raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
+    return {
+        "seed": 0,
+        "cases": preset,
+        "draws": 32,
+        "shallow_draws": 16,
+        "weight_bits": 20,
+        "compile_workers": 0,
+    }
+
+
+def check_config(config: dict) -> None:
+    """Raises ``ValueError`` naming the key of a setting out of range."""
+    if config["cases"] not in ("full", "quick"):
+        raise ValueError(
+            f"config key 'cases' must be 'full' or 'quick', got {config['cases']!r}."
+        )
+    for key in ("draws", "shallow_draws"):
+        if config[key] < 1:
+            raise ValueError(f"config key {key!r} must be positive, got {config[key]}.")
+    if not 0 <= config["weight_bits"] <= 24:
+        raise ValueError(
+            f"config key 'weight_bits' must be in [0, 24], got {config['weight_bits']}."
+        )
+    if config["compile_workers"] < 0:
+        raise ValueError(
+            "config key 'compile_workers' must be >= 0 (0: one per CPU), got "
+            f"{config['compile_workers']}."
+        )
 
 
 def write_report(
@@ -685,29 +702,27 @@ def write_report(
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+def run(config: dict, workdir: pathlib.Path) -> dict:
     """Runs the experiment; prints the table and the summary line.
 
     Turns ``jax_enable_x64`` on for the run (exact ranks need ``int64``, the
-    float ranks ``float64``) and restores the previous setting afterwards.
+    float ranks ``float64``; the compile threads see the global setting) and
+    restores the previous setting afterwards. Analysis only: nothing to resume.
 
     Args:
-      argv: command-line arguments (``sys.argv[1:]`` when ``None``).
+      config: from :func:`get_config`, possibly overridden.
+      workdir: where ``metrics.jsonl``, ``results.json`` and ``ranks.png`` go.
 
     Returns:
-      The per-configuration records, as written to ``metrics.jsonl``.
+      ``{"summary": line, "records": [...]}``: the summary line and the
+      per-configuration records, as written to ``metrics.jsonl``.
     """
-    args = parse_args(argv)
-    workdir = pathlib.Path(args.workdir)
+    check_config(config)
+    workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     modulus = jc.ranks.DEFAULT_MODULUS
-    cases = build_cases(quick=args.quick)
-    config = {
-        **vars(args),
-        "modulus": modulus,
-        "cases": [dataclasses.asdict(case) for case in cases],
-    }
-    (workdir / "config.json").write_text(json.dumps(config, indent=2))
+    cases = build_cases(quick=config["cases"] == "quick")
+    workers = config["compile_workers"] or os.cpu_count() or 1
 
     previous_x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
@@ -715,12 +730,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         start, cpu_start = time.perf_counter(), time.process_time()
         records = run_all(
             cases,
-            seed=args.seed,
-            draws=args.draws,
-            shallow_draws=args.shallow_draws,
-            weight_bits=args.weight_bits,
+            seed=config["seed"],
+            draws=config["draws"],
+            shallow_draws=config["shallow_draws"],
+            weight_bits=config["weight_bits"],
             modulus=modulus,
-            workers=args.compile_workers,
+            workers=workers,
             metrics_path=workdir / "metrics.jsonl",
         )
         elapsed = time.perf_counter() - start
@@ -728,11 +743,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     finally:
         jax.config.update("jax_enable_x64", previous_x64)
 
-    write_report(
-        records, workdir, elapsed=elapsed, cpu=cpu, workers=args.compile_workers
-    )
-    return records
+    summary = write_report(records, workdir, elapsed=elapsed, cpu=cpu, workers=workers)
+    return {"summary": summary, "records": records}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -6,18 +6,23 @@ numerical rank of ``[[A]]_I`` is printed next to the min-cut bound of the
 network. Claim: equal on every draw when all dimensions (``M`` and the widths)
 are powers of one integer; otherwise the rank may fall short of the bound.
 
-    python experiments/entanglement_min_cut.py --draws 8 \
-        --workdir runs/entanglement_min_cut
+    python experiments/entanglement_min_cut.py --workdir runs/entanglement_min_cut
 
-Writes ``config.json``, ``metrics.jsonl`` (one line per configuration and
-partition) and ``bound_vs_rank.png`` into the work directory.
+The flags are :mod:`jaxconvac.cli`'s: ``--preset full|quick``, ``--seed``,
+``--set KEY=VALUE`` for the keys of :func:`get_config` (``draws``, default 8;
+``random_partitions``; ``configs``, comma-separated names), ``--print-config``.
+An analysis, not a training run: ``--resume`` is refused.
+
+Writes ``config.json`` and ``summary.json`` (by the CLI), ``metrics.jsonl`` (one
+line per configuration and partition) and ``bound_vs_rank.png`` into the work
+directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
+import sys
 import time
 
 import jax
@@ -26,6 +31,7 @@ import matplotlib
 import numpy as np
 
 import jaxconvac as jc
+from jaxconvac import cli
 from jaxconvac.tensor_networks import min_cut_bound
 
 matplotlib.use("Agg")
@@ -169,50 +175,102 @@ def plot(rows, powers, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    """Runs the experiment and prints the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draws", type=int, default=8)
-    parser.add_argument("--random-partitions", type=int, default=4)
-    parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", default="runs/entanglement_min_cut")
-    args = parser.parse_args(argv)
+def get_config(preset: str = "full") -> dict:
+    """The run's settings: ``"full"`` (the reported run) or ``"quick"``.
+
+    Args:
+      preset: ``"full"`` (every configuration, 8 draws, 4 random partitions)
+        or ``"quick"`` (one small configuration, 2 draws, 1 random partition).
+
+    Returns:
+      A dict: ``seed``, ``draws`` (networks per configuration),
+      ``random_partitions`` (random subsets besides the named partitions) and
+      ``configs`` (names from :data:`CONFIGS`).
+
+    Raises:
+      ValueError: for an unknown preset.
+    """
+    if preset not in ("full", "quick"):
+        raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
+    quick = preset == "quick"
+    return {
+        "seed": 0,
+        "draws": 2 if quick else 8,
+        "random_partitions": 1 if quick else 4,
+        "configs": ["bin8-M2-w333"] if quick else list(CONFIGS),
+    }
+
+
+def check_config(config: dict) -> None:
+    """Raises ``ValueError`` naming the key of a bad setting."""
+    if config["draws"] < 1:
+        raise ValueError(f"config key 'draws' must be positive, got {config['draws']}.")
+    if config["random_partitions"] < 0:
+        raise ValueError(
+            "config key 'random_partitions' must be >= 0, got "
+            f"{config['random_partitions']}."
+        )
+    unknown = [name for name in config["configs"] if name not in CONFIGS]
+    if unknown or not config["configs"]:
+        raise ValueError(
+            f"config key 'configs' must be a non-empty list of {list(CONFIGS)}, "
+            f"got {config['configs']!r}."
+        )
+
+
+def run(config: dict, workdir: pathlib.Path) -> dict:
+    """Runs the experiment under float64 and prints the table.
+
+    Analysis only: nothing to resume.
+
+    Args:
+      config: from :func:`get_config`, possibly overridden.
+      workdir: where ``metrics.jsonl`` and ``bound_vs_rank.png`` go.
+
+    Returns:
+      ``{"rows": [...], "shortfall": text}``: one row per configuration and
+      partition (as in ``metrics.jsonl``) and the shortfall report.
+    """
+    check_config(config)
     with jax.enable_x64(True):  # Ranks are counted in float64 (SPEC §3).
-        return _run(args)
+        return _run(config, pathlib.Path(workdir))
 
 
-def _run(args):
+def _run(config, workdir):
     """The experiment proper, under float64."""
-    workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(vars(args), indent=2))
-
-    rng = np.random.default_rng(args.seed)
-    powers = {name: CONFIGS[name][3] for name in args.configs}
+    seed = config["seed"]
+    rng = np.random.default_rng(seed)
+    powers = {name: CONFIGS[name][3] for name in config["configs"]}
     rows, start = [], time.perf_counter()
-    for name in args.configs:
+    for name in config["configs"]:
         tree, num_descriptors, widths, _ = CONFIGS[name]
-        key = jax.random.fold_in(jax.random.key(args.seed), list(CONFIGS).index(name))
+        key = jax.random.fold_in(jax.random.key(seed), list(CONFIGS).index(name))
         rows += run_config(
             name,
             tree,
             num_descriptors,
             widths,
-            args.draws,
+            config["draws"],
             rng,
-            args.random_partitions,
+            config["random_partitions"],
             key,
         )
     with open(workdir / "metrics.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
     plot(rows, powers, workdir / "bound_vs_rank.png")
+    shortfall = shortfall_report(rows, powers)
     print(summarise(rows, powers))
-    print(shortfall_report(rows, powers))
+    print(shortfall)
     print(f"total {time.perf_counter() - start:.1f} s")
-    return rows
+    return {"rows": rows, "shortfall": shortfall}
+
+
+def main(argv=None):
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

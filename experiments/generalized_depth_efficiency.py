@@ -20,7 +20,7 @@ the ReLU network with max pooling, ``max(a, 0) + max(b, 0)`` ReLU with sum
 
 What the run measures (section letters as in the output):
 
-A. Rank distributions. ``--draws`` random deep networks per configuration
+A. Rank distributions. ``draws`` random deep networks per configuration
    (balanced binary tree, 1×1 convolutions: ``sharing="full"``), one jitted
    function vmapped (``lax.map``) over keys, float64. Weights are integers
    uniform in ``[-K, K]`` so ranks can be certified: the ConvAC's exact rank
@@ -32,7 +32,7 @@ A. Rank distributions. ``--draws`` random deep networks per configuration
    float64 SVD rank (singular values from NumPy on the host, see
    :func:`host_singular_values`) is printed beside it. The max-pooling and
    sum-pooling networks of a configuration share their weights. ``N = 16``
-   configurations run ``--draws // 2`` networks. What a rank ``R`` costs a
+   configurations run ``draws // 2`` networks. What a rank ``R`` costs a
    shallow network: ``Z ≥ R`` channels for the ConvAC (CP); ``Z ≥ R / (N M / 2
    + 1)`` for ReLU-max, because one shallow max channel
    ``max(0, max_i v_i[d_i]) = max(a(d_I), b(d_J))`` takes at most
@@ -78,14 +78,19 @@ run)::
     python experiments/generalized_depth_efficiency.py \
         --workdir runs/generalized_depth_efficiency
 
-The work directory gets ``config.json``, ``metrics.jsonl`` (one record per
-configuration, per-draw ranks included), ``results.json`` (tables and claims)
-and ``ranks.png``, ``universality.png``, ``incomplete.png``.
+The flags are :mod:`jaxconvac.cli`'s: ``--preset full|quick`` (``--quick``),
+``--seed``, ``--set KEY=VALUE`` for the keys of :func:`get_config` (``draws``,
+``sizes``), ``--print-config``. An analysis, not a training run: ``--resume``
+is refused.
+
+The work directory gets ``config.json`` and ``summary.json`` (by the CLI),
+``metrics.jsonl`` (one record per configuration, per-draw ranks included),
+``results.json`` (tables, claims and the sizes used) and ``ranks.png``,
+``universality.png``, ``incomplete.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import itertools
@@ -102,6 +107,7 @@ import numpy as np
 from flax import nnx
 
 import jaxconvac as jc
+from jaxconvac import cli
 from jaxconvac.nn.generalized import AffineReLU
 
 MODULUS = jc.ranks.DEFAULT_MODULUS
@@ -117,7 +123,7 @@ class RankCase:
     num_modes: int
     num_descriptors: int
     width: int
-    draw_divisor: int = 1  # runs --draws // draw_divisor networks
+    draw_divisor: int = 1  # runs draws // draw_divisor networks
 
     @property
     def tree(self) -> jc.ModeTree:
@@ -147,7 +153,7 @@ class RankCase:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Sizes of the whole run (``--quick`` shrinks them)."""
+    """Sizes of the whole run (config ``sizes``: :data:`FULL` or :data:`QUICK`)."""
 
     rank_cases: tuple[RankCase, ...]
     universality: tuple[tuple[int, int], ...]  # (N, M) pairs
@@ -1087,41 +1093,66 @@ def plot_incomplete(
 # ----------------------------------------------------------------------- main
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line flags."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="runs/generalized_depth_efficiency")
-    parser.add_argument("--draws", type=int, default=256, help="deep nets per config")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny configuration (smoke test)"
-    )
-    args = parser.parse_args(argv)
-    if args.draws < 1:
-        parser.error(f"--draws must be positive, got {args.draws}")
-    return args
+def get_config(preset: str = "full") -> dict:
+    """The run's settings: ``"full"`` (the reported run) or ``"quick"``.
+
+    Args:
+      preset: ``"full"`` (:data:`FULL` sizes, 256 draws) or ``"quick"``
+        (:data:`QUICK` sizes, 16 draws: a smoke run of seconds).
+
+    Returns:
+      A dict: ``seed``, ``draws`` (deep networks per configuration of part A;
+      also the draws of the other random checks) and ``sizes`` (``"full"`` or
+      ``"quick"``: :data:`FULL` or :data:`QUICK`).
+
+    Raises:
+      ValueError: for an unknown preset.
+    """
+    if preset not in ("full", "quick"):
+        raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
+    quick = preset == "quick"
+    return {"seed": 0, "draws": 16 if quick else 256, "sizes": preset}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def check_config(config: dict) -> None:
+    """Raises ``ValueError`` naming the key of a bad setting."""
+    if config["draws"] < 1:
+        raise ValueError(f"config key 'draws' must be positive, got {config['draws']}.")
+    if config["sizes"] not in ("full", "quick"):
+        raise ValueError(
+            f"config key 'sizes' must be 'full' or 'quick', got {config['sizes']!r}."
+        )
+
+
+def run(config: dict, workdir: pathlib.Path) -> dict:
     """Runs the three parts; prints the tables and the claims.
+
+    Turns ``jax_enable_x64`` on for the run and restores the previous setting
+    afterwards. Analysis only: nothing to resume.
+
+    Args:
+      config: from :func:`get_config`, possibly overridden.
+      workdir: where ``metrics.jsonl``, ``results.json`` and the figures go.
 
     Returns:
       The results written to ``results.json``.
     """
-    args = parse_args(argv)
+    check_config(config)
+    previous_x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
-    settings = QUICK if args.quick else FULL
-    draws = min(args.draws, 16) if args.quick else args.draws
-    workdir = pathlib.Path(args.workdir)
+    try:
+        return _run(config, pathlib.Path(workdir))
+    finally:
+        jax.config.update("jax_enable_x64", previous_x64)
+
+
+def _run(config: dict, workdir: pathlib.Path) -> dict:
+    """The experiment proper, under float64."""
+    settings = QUICK if config["sizes"] == "quick" else FULL
+    draws = config["draws"]
+    seed = config["seed"]
     workdir.mkdir(parents=True, exist_ok=True)
-    config = {
-        **vars(args),
-        "draws_used": draws,
-        "modulus": MODULUS,
-        "settings": dataclasses.asdict(settings),
-    }
-    (workdir / "config.json").write_text(json.dumps(config, indent=2))
-    key = jax.random.key(args.seed)
+    key = jax.random.key(seed)
     key_a, key_b, key_r, key_c = jax.random.split(key, 4)
     start = time.perf_counter()
 
@@ -1133,7 +1164,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     universality = run_universality(settings, key_b)
     universality += run_average_ranks(settings, key_r, draws)
     frequencies = set_frequencies(settings, key_c)
-    check = relu_representation_check(args.seed + 3, draws=draws)
+    check = relu_representation_check(seed + 3, draws=draws)
     elapsed = time.perf_counter() - start
 
     with (workdir / "metrics.jsonl").open("w") as stream:
@@ -1155,7 +1186,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         f"SUMMARY: {sum(checked)}/{len(checked)} claims hold "
         f"({len(items) - len(checked)} reported only); wall {elapsed:.1f} s"
     )
-    results = {"claims": items, "tables": tables, "summary": summary, "wall_s": elapsed}
+    results = {
+        "claims": items,
+        "tables": tables,
+        "summary": summary,
+        "wall_s": elapsed,
+        "modulus": MODULUS,
+        "settings": dataclasses.asdict(settings),
+    }
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     for title, table in tables.items():
         print(f"== {title}\n{table}\n")
@@ -1165,5 +1203,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return results
 
 
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

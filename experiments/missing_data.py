@@ -35,17 +35,23 @@ tables give the mean accuracy.
 Command (from the repository root)::
 
     python experiments/missing_data.py --workdir runs/missing_data [--seed 0]
-        [--preset full|quick]
+        [--preset full|quick] [--set KEY=VALUE ...] [--no-progress] [--resume]
+        [--print-config]
 
-Writes into the work directory ``config.json``, ``<model>/metrics.jsonl`` per
-trained model, ``results.json``, ``missing_accuracy.png`` (accuracy against
+(:mod:`jaxconvac.cli`'s flags; the keys are :func:`get_config`'s.) The full
+preset checkpoints every 500 steps (``train.checkpoint_every``), so
+``--resume`` continues a killed run where it was, and a finished run's work
+directory is refused without it.
+
+Writes into the work directory ``config.json`` and ``summary.json`` (by the
+CLI), ``<model>/metrics.jsonl`` (and ``<model>/checkpoints/``) per trained
+model, ``results.json``, ``missing_accuracy.png`` (accuracy against
 missingness) and ``missing_samples.png`` (ancestral samples of the TMM, one
 row per class). ``experiments/README.md`` has the measured tables.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -60,7 +66,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 import jaxconvac as jc
-from jaxconvac import generative, nn, training
+from jaxconvac import cli, generative, nn, training
 from jaxconvac.nn.generative import GenerativeClassifier, drop_elements, joint_loss
 
 matplotlib.use("Agg")
@@ -85,8 +91,8 @@ def get_config(preset: str = "full") -> dict:
       ValueError: for an unknown preset.
     """
     config = {
-        "preset": preset,
         "seed": 0,
+        "progress": True,
         "subset": None,  # (train, test) sizes, or None for the whole split
         "widths": [64, 128, 256],
         "sharing": "per_tap",
@@ -102,6 +108,7 @@ def get_config(preset: str = "full") -> dict:
             "learning_rate": 0.02,
             "schedule": "cosine",
             "log_every": 100,
+            "checkpoint_every": 500,
         },
         "iid_rates": [0.0, 0.25, 0.5, 0.75, 0.9],
         "rect_sides": [2, 3, 4, 5, 6],
@@ -118,7 +125,8 @@ def get_config(preset: str = "full") -> dict:
             "subset": [256, 64],
             "widths": [4, 4, 8],
             "num_descriptors": 4,
-            "train": config["train"] | {"steps": 20, "log_every": 10},
+            "train": config["train"]
+            | {"steps": 20, "log_every": 10, "checkpoint_every": 0},
             "iid_rates": [0.0, 0.9],
             "rect_sides": [4],
             "mask_draws": 1,
@@ -181,7 +189,9 @@ def make_predict(model: GenerativeClassifier):
     return lambda inputs, mask: _predict(graphdef, state, inputs, mask)
 
 
-def train_model(name: str, settings: dict, config: dict, data, workdir, progress):
+def train_model(
+    name: str, settings: dict, config: dict, data, workdir, progress, resume=False
+):
     """Trains one model; returns it with its log-likelihoods before and after."""
     seed = config["seed"]
     model = build_model(config, seed)
@@ -199,6 +209,7 @@ def train_model(name: str, settings: dict, config: dict, data, workdir, progress
         augment=drop_elements(rate) if rate else None,
         progress=progress,
         description=name,
+        resume=resume,
     )
     after = float(np.mean(make_predict(model)(x_test, complete)[1]))
     info = {
@@ -373,22 +384,38 @@ def plot_samples(model: GenerativeClassifier, config: dict, path: pathlib.Path):
     plt.close(fig)
 
 
-def run(config: dict, workdir: str | pathlib.Path, *, progress: bool = True) -> dict:
-    """Trains both models, evaluates every method, writes tables and figures.
+def run(
+    config: dict,
+    workdir: str | pathlib.Path,
+    *,
+    progress: bool | None = None,
+    resume: bool = False,
+) -> dict:
+    """Trains the models, evaluates every method, writes tables and figures.
+
+    Prints the tables, each model's test log-likelihood and the time.
+
+    Args:
+      config: from :func:`get_config`, possibly overridden.
+      workdir: each model trains in ``workdir/<model>``; ``results.json`` and
+        the figures go into ``workdir``.
+      progress: show progress bars; ``None`` for ``config["progress"]``.
+      resume: continue each model from its checkpoints (every
+        ``train.checkpoint_every`` steps) in ``workdir/<model>``.
 
     Returns:
       ``{"rows": […], "models": {name: info}, "seconds": …}``.
     """
     start = time.perf_counter()
+    progress = config["progress"] if progress is None else progress
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     data = load_data(config["subset"])
 
     models, infos = {}, {}
     for name, settings in config["models"].items():
         models[name], infos[name] = train_model(
-            name, settings, config, data, workdir, progress
+            name, settings, config, data, workdir, progress, resume
         )
     rows = evaluate_all(models, data, config)
     plot_accuracy(rows, workdir / "missing_accuracy.png")
@@ -400,20 +427,6 @@ def run(config: dict, workdir: str | pathlib.Path, *, progress: bool = True) -> 
         "seconds": time.perf_counter() - start,
     }
     (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
-def main(argv: list[str] | None = None) -> dict:
-    """Parses the flags, runs, prints the tables; returns the summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="runs/missing_data", type=pathlib.Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default="full", choices=("full", "quick"))
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    config = get_config(args.preset) | {"seed": args.seed}
-
-    summary = run(config, args.workdir, progress=not args.no_progress)
     print(format_tables(summary["rows"]))
     for name, info in summary["models"].items():
         print(
@@ -422,8 +435,13 @@ def main(argv: list[str] | None = None) -> dict:
             f"{info['test_log_likelihood_per_pixel_after']:.3f} nats; "
             f"trained in {info['seconds']:.1f} s"
         )
-    print(f"total {summary['seconds']:.1f} s; figures in {args.workdir}")
+    print(f"total {summary['seconds']:.1f} s; figures in {workdir}")
     return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

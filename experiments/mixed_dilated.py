@@ -24,18 +24,24 @@ TIMIT is licensed and not available here; the substitute is scikit-learn's
 Command (from the repository root)::
 
     python experiments/mixed_dilated.py [--workdir runs/mixed_dilated]
-        [--seed 0] [--preset full|quick]
+        [--seed 0] [--preset full|quick] [--set KEY=VALUE ...] [--no-progress]
+        [--resume] [--print-config]
+
+(:mod:`jaxconvac.cli`'s flags; the keys are :func:`get_config`'s.) The full
+preset checkpoints every 500 steps (``train.checkpoint_every``), so
+``--resume`` continues a killed run where it was, and a finished run's work
+directory is refused without it.
 
 Data split: ``train_test_split(test_size=0.25, random_state=0,
 stratify=labels)``: 1 347 training and 450 test sequences; the settings are
 fixed in :func:`get_config`, not tuned on the test set. Writes per model and
-seed ``<model>/seed<s>/metrics.jsonl``, then ``results.json``, ``table.md`` and
-``accuracy.png`` into the work directory.
+seed ``<model>/seed<s>/metrics.jsonl`` (and ``checkpoints/``), then
+``results.json``, ``table.md`` and ``accuracy.png`` into the work directory
+(``config.json`` and ``summary.json`` by the CLI).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -51,7 +57,7 @@ from flax import nnx
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from jaxconvac import training
+from jaxconvac import cli, training
 from jaxconvac.mode_trees import swapped_dilations
 from jaxconvac.nn.convac import count_params
 from jaxconvac.nn.dilated import (
@@ -95,6 +101,7 @@ def get_config(preset: str = "full") -> dict:
         log_every=5 if quick else 100,
         eval_every=0,
         eval_batch_size=512,
+        checkpoint_every=0 if quick else 500,
     )
     settings = dataclasses.asdict(train)
     del settings["seed"]
@@ -156,7 +163,7 @@ def build_model(name: str, width: int, g: str, seed: int) -> LastStepClassifier:
     return LastStepClassifier(Indicator(NUM_VALUES, log=False), network)
 
 
-def train_one(name, seed, config, data, workdir) -> dict:
+def train_one(name, seed, config, data, workdir, resume=False) -> dict:
     """Trains one model with one seed; its final accuracies."""
     start = time.perf_counter()
     model = build_model(name, config["width"], config["g"], seed)
@@ -172,6 +179,7 @@ def train_one(name, seed, config, data, workdir) -> dict:
         run_config={"model": name, "width": config["width"], "g": config["g"]},
         progress=config["progress"],
         description=f"{name} seed {seed}",
+        resume=resume,
     )
     return {
         "model": name,
@@ -184,13 +192,28 @@ def train_one(name, seed, config, data, workdir) -> dict:
     }
 
 
-def run(config: dict, workdir: str | pathlib.Path | None = None) -> dict:
-    """Every model and seed; the table and (with a workdir) the figure."""
+def run(
+    config: dict, workdir: str | pathlib.Path | None = None, *, resume: bool = False
+) -> dict:
+    """Every model and seed; the table and (with a workdir) the figure.
+
+    Prints the table.
+
+    Args:
+      config: from :func:`get_config`, possibly overridden.
+      workdir: where each run trains (``<model>/seed<s>/``) and the results
+        go (nothing is written if ``None``).
+      resume: continue each run from its checkpoints (every
+        ``train.checkpoint_every`` steps) in ``workdir/<model>/seed<s>``.
+
+    Returns:
+      ``{"runs": [...], "summary": [...], "table": markdown}``.
+    """
     workdir = None if workdir is None else pathlib.Path(workdir)
     data = load_data(**config["data"])
     seeds = range(config["seed"], config["seed"] + config["seeds"])
     runs = [
-        train_one(name, seed, config, data, workdir)
+        train_one(name, seed, config, data, workdir, resume)
         for name in config["models"]
         for seed in seeds
     ]
@@ -203,6 +226,7 @@ def run(config: dict, workdir: str | pathlib.Path | None = None) -> dict:
         )
         (workdir / "table.md").write_text(table + "\n")
         plot(summary, workdir / "accuracy.png")
+    print(table)
     return {"runs": runs, "summary": summary, "table": table}
 
 
@@ -287,17 +311,8 @@ def plot(summary: Sequence[dict], path: pathlib.Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Command line: ``--workdir``, ``--seed``, ``--preset``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="runs/mixed_dilated")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default="full", choices=("full", "quick"))
-    args = parser.parse_args(argv)
-    config = get_config(args.preset)
-    config["seed"] = args.seed
-    summary = run(config, args.workdir)
-    print(summary["table"])
-    return summary
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -31,15 +31,17 @@ what ``M`` descriptors allow).
 Command (from the repository root)::
 
     python experiments/mixed_ranks.py [--workdir runs/mixed_ranks] [--seed 0]
-        [--preset full|quick]
+        [--preset full|quick] [--set KEY=VALUE ...] [--print-config]
 
-Writes ``results.json`` and ``table.md`` into the work directory;
+(:mod:`jaxconvac.cli`'s flags; the keys are :func:`get_config`'s. An analysis,
+not a training run: ``--resume`` is refused.) Writes ``results.json`` and
+``table.md`` into the work directory (``config.json`` and ``summary.json`` by
+the CLI);
 ``experiments/README.md`` has the measured table.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -53,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconvac as jc
+from jaxconvac import cli
 from jaxconvac.mixed import (
     MixedTrees,
     hybrid_tree,
@@ -218,7 +221,18 @@ def run_row(label, kind, width, index_set_name, config) -> dict:
 
 
 def run(config: dict, workdir: str | pathlib.Path | None = None) -> dict:
-    """Every row on every index set; writes ``results.json`` and ``table.md``."""
+    """Every row on every index set; writes ``results.json`` and ``table.md``.
+
+    Prints the table. Analysis only: nothing to resume.
+
+    Args:
+      config: from :func:`get_config`, possibly overridden.
+      workdir: where ``results.json`` and ``table.md`` go (nothing is written
+        if ``None``).
+
+    Returns:
+      ``{"rows": [...], "table": markdown}``.
+    """
     with jax.enable_x64(True):
         rows = [
             run_row(label, kind, width, name, config)
@@ -233,6 +247,7 @@ def run(config: dict, workdir: str | pathlib.Path | None = None) -> dict:
             json.dumps({"config": config, "rows": rows}, indent=1)
         )
         (workdir / "table.md").write_text(table + "\n")
+    print(table)
     return {"rows": rows, "table": table}
 
 
@@ -268,17 +283,8 @@ def format_table(rows: Sequence[dict], config: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Command line: ``--workdir``, ``--seed``, ``--preset``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="runs/mixed_ranks")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default="full", choices=("full", "quick"))
-    args = parser.parse_args(argv)
-    config = get_config(args.preset)
-    config["seed"] = args.seed
-    summary = run(config, args.workdir)
-    print(summary["table"])
-    return summary
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

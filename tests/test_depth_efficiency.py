@@ -41,10 +41,18 @@ def x64():
 def quick_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("depth_efficiency")
     before = jax.config.jax_enable_x64
-    records = de.main(
-        ["--quick", "--draws", "2", "--shallow-draws", "2", "--workdir", str(workdir)]
+    summary = de.main(
+        [
+            "--quick",
+            "--set",
+            "draws=2",
+            "--set",
+            "shallow_draws=2",
+            "--workdir",
+            str(workdir),
+        ]
     )
-    return records, workdir, before
+    return summary["records"], workdir, before
 
 
 def reference_tensor(params, tree):
@@ -161,12 +169,43 @@ def test_quick_run_matches_theorem_and_writes_outputs(quick_run, capsys):
     assert [json.loads(line)["label"] for line in lines] == [
         r["label"] for r in records
     ]
-    config = json.loads((workdir / "config.json").read_text())
-    assert config["quick"] and config["modulus"] == MODULUS
+    assert all(r["modulus"] == MODULUS for r in records)
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["preset"] == "quick"
+    assert saved["config"] == {
+        "seed": 0,
+        "cases": "quick",
+        "draws": 2,
+        "shallow_draws": 2,
+        "weight_bits": 20,
+        "compile_workers": 0,
+    }
+    written = json.loads((workdir / "summary.json").read_text())["result"]
+    assert written["records"] == json.loads(json.dumps(records))
     results = json.loads((workdir / "results.json").read_text())
+    assert written["summary"] == results["summary"]
     assert results["summary"].startswith("SUMMARY: exact rank matched the theorem")
     assert results["summary"].endswith("every draw matched (exact): yes")
     assert (workdir / "ranks.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("draws=0", "draws"),
+        ("shallow_draws=0", "shallow_draws"),
+        ("weight_bits=25", "weight_bits"),
+        ("compile_workers=-1", "compile_workers"),
+        ("cases=paper", "cases"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_key(override, key, tmp_path):
+    config = de.get_config("quick")
+    name, _, value = override.partition("=")
+    config[name] = type(config[name])(value)
+    with pytest.raises(ValueError, match=f"config key '{key}'"):
+        de.run(config, tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_summary_and_table_flag_a_miss(quick_run):

@@ -33,7 +33,9 @@ def restore_x64():
 
 def test_quick_run_writes_results_and_every_claim_holds(tmp_path, capsys, restore_x64):
     experiment = load_experiment()
+    before = jax.config.jax_enable_x64
     results = experiment.main(["--quick", "--workdir", str(tmp_path)])
+    assert jax.config.jax_enable_x64 == before  # run() restores the setting
 
     for name in (
         "config.json",
@@ -46,6 +48,12 @@ def test_quick_run_writes_results_and_every_claim_holds(tmp_path, capsys, restor
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"] == results["summary"]
+    assert saved["settings"]["targets"] == 2  # the QUICK sizes
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["preset"] == "quick"
+    assert config["config"] == {"seed": 0, "draws": 16, "sizes": "quick"}
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["result"]["summary"] == results["summary"]
     assert set(saved["tables"]) == {
         "A_ranks",
         "B_universality",
@@ -71,7 +79,10 @@ def test_quick_run_writes_results_and_every_claim_holds(tmp_path, capsys, restor
     assert "SUMMARY: 5/5 claims hold" in printed
 
 
-def test_bad_flags():
+@pytest.mark.parametrize(("key", "value"), [("draws", 0), ("sizes", "paper")])
+def test_bad_settings_are_refused_naming_the_key(key, value, tmp_path):
     experiment = load_experiment()
-    with pytest.raises(SystemExit):
-        experiment.parse_args(["--draws", "0"])
+    config = experiment.get_config("quick") | {key: value}
+    with pytest.raises(ValueError, match=f"config key '{key}'"):
+        experiment.run(config, tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
