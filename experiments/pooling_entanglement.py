@@ -15,7 +15,7 @@ Partitions: ``left/right`` (columns 0–15), ``top/bottom`` (rows 0–15) and
 each of them a union of tree nodes (cheap, and a small bound); mirror pooling
 splits every one of its first-level windows across all three, so the cut
 dimension explodes and the exact spectrum is refused beyond
-``--max-cut-dimension``; the table then says so and gives the bound alone.
+``max_cut_dimension``; the table then says so and gives the bound alone.
 
 Because the mirror network's exact spectra across these partitions are out of
 reach, the script also measures *slices*: with indicator descriptors the score
@@ -33,15 +33,20 @@ tolerance of the exact Schmidt numbers.
 
 Command (after ``pooling_geometry.py`` wrote its ``params-*.npz``)::
 
-    python experiments/pooling_entanglement.py --params runs/pooling_geometry \
-        --workdir runs/pooling_entanglement
+    python experiments/pooling_entanglement.py \
+        --set params_dir=runs/pooling_geometry --workdir runs/pooling_entanglement
 
-Writes ``results.json`` and ``table.md`` into the work directory.
+The flags are :mod:`jaxconvac.cli`'s; the keys are :func:`get_config`'s:
+``params_dir`` (the ``pooling_geometry`` work directory, default
+``runs/pooling_geometry``), ``max_cut_dimension``, ``test_backgrounds`` and
+``seed`` (the ``pooling_geometry`` run's seed: the blob data of that seed give
+the test-image backgrounds). The ``quick`` preset uses the blank background
+only (no blob data to render). Writes ``results.json`` and ``table.md`` into
+the work directory (``config.json`` and ``summary.json`` by the CLI).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -54,6 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxconvac as jc
+from jaxconvac import cli
 from jaxconvac.data import blobs
 
 SIDE = 32
@@ -164,20 +170,55 @@ def slice_measure(params, tree, backgrounds, row_pixels, col_pixels) -> dict:
     }
 
 
+def get_config(preset: str = "full") -> dict[str, Any]:
+    """The settings: ``"full"`` (the reported run) or ``"quick"``.
+
+    Args:
+      preset: ``"full"`` (slices on the blank image and the first 3 test
+        images) or ``"quick"`` (the blank image only: renders no blob data).
+
+    Returns:
+      ``seed`` (the blob data seed of the ``pooling_geometry`` run, for the
+      test-image backgrounds), ``params_dir`` (its work directory),
+      ``max_cut_dimension`` (the largest cut dimension ``exact_spectrum`` may
+      use) and ``test_backgrounds`` (how many test images serve as slice
+      backgrounds besides the blank one).
+
+    Raises:
+      ValueError: for an unknown preset.
+    """
+    if preset not in ("full", "quick"):
+        raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
+    return {
+        "seed": 0,
+        "params_dir": "runs/pooling_geometry",
+        "max_cut_dimension": 4096,
+        "test_backgrounds": 3 if preset == "full" else 0,
+    }
+
+
 def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
     """Measures every trained ConvAC found in ``config["params_dir"]``.
 
     Args:
-      config: ``params_dir`` (where ``params-<task>-<geometry>.npz`` are) and
-        ``max_cut_dimension``.
+      config: from :func:`get_config`: ``params_dir`` (where
+        ``params-<task>-<geometry>.npz`` are), ``max_cut_dimension``,
+        ``test_backgrounds`` and ``seed``.
       workdir: the output directory (created if missing).
 
     Returns:
       ``{"rows": [...]}`` as written to ``results.json``.
 
     Raises:
+      ValueError: if ``test_backgrounds`` is negative or ``max_cut_dimension``
+        below 1.
       FileNotFoundError: if no parameter file is found.
     """
+    for key, least in (("test_backgrounds", 0), ("max_cut_dimension", 1)):
+        if not isinstance(config[key], int) or config[key] < least:
+            raise ValueError(
+                f"config {key!r} must be an int >= {least}, got {config[key]!r}."
+            )
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     files = sorted(pathlib.Path(config["params_dir"]).glob("params-*-*.npz"))
@@ -199,7 +240,7 @@ def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
             print(json.dumps(rows[-1])[:300], flush=True)
         backgrounds = [np.zeros(SIDE * SIDE, np.int32)]
         if config["test_backgrounds"]:
-            data = blobs.load_blobs(task, blobs.BlobConfig(seed=config["data_seed"]))
+            data = blobs.load_blobs(task, blobs.BlobConfig(seed=config["seed"]))
             images = data["test"][0][: config["test_backgrounds"]]
             backgrounds += list(images.reshape(len(images), -1))
         for name, (row_pixels, col_pixels) in SLICE_PIXELS.items():
@@ -254,23 +295,8 @@ def format_slices(slices: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the measurement from the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="runs/pooling_geometry", type=pathlib.Path)
-    parser.add_argument(
-        "--workdir", default="runs/pooling_entanglement", type=pathlib.Path
-    )
-    parser.add_argument("--max-cut-dimension", type=int, default=4096)
-    parser.add_argument("--test-backgrounds", type=int, default=3)
-    parser.add_argument("--data-seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    config = {
-        "params_dir": str(args.params),
-        "max_cut_dimension": args.max_cut_dimension,
-        "test_backgrounds": args.test_backgrounds,
-        "data_seed": args.data_seed,
-    }
-    return run(config, args.workdir)
+    """Runs the measurement from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

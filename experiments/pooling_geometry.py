@@ -27,24 +27,34 @@ Commands (from the repository root)::
     python experiments/pooling_geometry.py --preset quick \
         --workdir runs/pooling_geometry
     python experiments/pooling_geometry.py --preset paper --workdir runs/pooling_paper \
-        [--networks convac] [--tasks symmetry]
+        [--set networks=convac] [--set tasks=symmetry] [--resume]
+
+The flags are :mod:`jaxconvac.cli`'s (``--workdir``, ``--seed``, ``--preset``
+or ``--quick``, ``--set KEY=VALUE``, ``--no-progress``, ``--resume``,
+``--print-config``); the keys are :func:`get_config`'s, e.g. ``--set
+networks=convac,shallow``, ``--set geometries=mirror``, ``--set
+train.steps=200`` or ``--set widths.convac=64,64,64,64,64``.
 
 ``quick``: widths 32, 1 500 steps; ``paper``: batch 64, 15 000 steps, Adam,
 widths 128 (ConvAC and ReLU) and 2 048 (shallow). ``smoke`` is a seconds-long
 run on 40 rendered images for the tests. Every preset uses Adam at ``1e-2``
-with a cosine decay. ``experiments/README.md`` has the measured tables and run
-times.
+with a cosine decay. ``quick`` and ``paper`` checkpoint every 500 and 1 000
+steps (``train.checkpoint_every``; checkpoints change no result), so
+``--resume`` continues a killed run: finished cells are restored from their
+last checkpoint (and evaluated, not retrained), the others continue where they
+stopped. Without ``--resume`` a work directory holding checkpoints is refused.
+``experiments/README.md`` has the measured tables and run times.
 
 Writes into the work directory: ``<task>-<geometry>-<network>/`` with
 ``config.json`` and ``metrics.jsonl`` per trained network, ``params-<task>-
 <geometry>.npz`` (the trained ConvAC's decomposition parameters, for
 ``experiments/pooling_entanglement.py``), ``results.json``, ``table.md``,
-``pooling_geometry_accuracy.png`` and ``pooling_blobs_examples.png``.
+``pooling_geometry_accuracy.png`` and ``pooling_blobs_examples.png``; the CLI
+adds ``config.json`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -58,7 +68,7 @@ import numpy as np
 from flax import nnx
 
 import jaxconvac as jc
-from jaxconvac import nn, training
+from jaxconvac import cli, nn, training
 from jaxconvac.data import blobs
 
 matplotlib.use("Agg")
@@ -115,6 +125,7 @@ def get_config(preset: str = "quick") -> dict[str, Any]:
             "log_every": 3 if preset == "smoke" else 100,
             "eval_every": 0 if preset == "smoke" else 500,
             "eval_batch_size": 1024,
+            "checkpoint_every": {"smoke": 0, "quick": 500, "paper": 1000}[preset],
         },
     }
 
@@ -186,8 +197,10 @@ def as_inputs(images: np.ndarray, labels: np.ndarray) -> tuple[jax.Array, jax.Ar
     )
 
 
-def train_cell(config, task, geometry, network, data, workdir) -> dict[str, Any]:
-    """Trains one network on one task; returns its result row."""
+def train_cell(
+    config, task, geometry, network, data, workdir, resume=False
+) -> dict[str, Any]:
+    """Trains (or with ``resume`` continues) one network on one task; its row."""
     seed = config["seed"]
     widths = config["widths"][network]
     model = build_network(network, geometry, widths, seed)
@@ -209,6 +222,7 @@ def train_cell(config, task, geometry, network, data, workdir) -> dict[str, Any]
         },
         progress=config["progress"],
         description=name,
+        resume=resume,
     )
     if network == "convac":
         params = model.decomposition_params()
@@ -340,17 +354,46 @@ def plot_accuracy(rows: list[dict], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
+def check_config(config: dict[str, Any]) -> None:
+    """Refuses unknown or missing tasks, geometries and networks.
+
+    Raises:
+      ValueError: naming the key, the allowed names and what came.
+    """
+    for key, allowed in (
+        ("tasks", blobs.TASKS),
+        ("geometries", GEOMETRIES),
+        ("networks", NETWORKS),
+    ):
+        names = config[key]
+        unknown = [name for name in names if name not in allowed]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ValueError(
+                f"config {key!r} must be distinct names out of {list(allowed)}, "
+                f"got {names!r}."
+            )
+
+
+def run(
+    config: dict[str, Any], workdir: pathlib.Path, *, resume: bool = False
+) -> dict[str, Any]:
     """Trains the grid of ``config``; writes results, table and figures.
 
     Args:
       config: from :func:`get_config`, possibly changed.
-      workdir: the output directory (created if missing).
+      workdir: the output directory (created if missing); each network trains
+        in ``workdir/<task>-<geometry>-<network>``.
+      resume: continue each network from its newest checkpoint there (every
+        ``train.checkpoint_every`` steps), or start it if it has none.
 
     Returns:
       ``{"rows": [...], "margins": {...}, "data_seconds": …}``, as written to
       ``results.json``.
+
+    Raises:
+      ValueError: for unknown tasks, geometries or networks.
     """
+    check_config(config)
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -367,7 +410,7 @@ def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
     rows: list[dict] = []
     for task, geometry, network in cells(config):
         rows.append(
-            train_cell(config, task, geometry, network, datasets[task], workdir)
+            train_cell(config, task, geometry, network, datasets[task], workdir, resume)
         )
         summary = {"rows": rows, "margins": margins(rows), "data_seconds": data_seconds}
         (workdir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -379,33 +422,9 @@ def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
     return summary
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command-line flags."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="quick", choices=PRESETS)
-    parser.add_argument("--workdir", default="runs/pooling_geometry", type=pathlib.Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tasks", nargs="+", choices=blobs.TASKS)
-    parser.add_argument("--geometries", nargs="+", choices=GEOMETRIES)
-    parser.add_argument("--networks", nargs="+", choices=NETWORKS)
-    parser.add_argument("--steps", type=int, help="override the preset's steps")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the experiment from the command line."""
-    args = parse_args(argv)
-    config = get_config(args.preset)
-    config["seed"] = args.seed
-    for key in ("tasks", "geometries", "networks"):
-        if getattr(args, key):
-            config[key] = getattr(args, key)
-    if args.steps:
-        config["train"]["steps"] = args.steps
-    if args.no_progress:
-        config["progress"] = False
-    return run(config, args.workdir)
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -27,14 +27,18 @@ setting) and ``full`` (1×1 convolutions, as trained in
 
 Command (about 1 minute of CPU time)::
 
-    python experiments/pooling_ranks.py --workdir runs/pooling_ranks [--draws 4]
+    python experiments/pooling_ranks.py --workdir runs/pooling_ranks \
+        [--set draws=4] [--seed 0] [--preset quick|smoke]
 
-Writes ``results.json`` and ``table.md`` into the work directory.
+The flags are :mod:`jaxconvac.cli`'s; the keys are :func:`get_config`'s
+(``draws``, ``widths`` as JSON, e.g. ``--set 'widths=[[2,2],[3,16]]'``,
+``sharings=none,full``, ``geometries=square,mirror``). Writes
+``results.json`` and ``table.md`` into the work directory (``config.json`` and
+``summary.json`` by the CLI).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -45,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 import jaxconvac as jc
+from jaxconvac import cli
 
 SIDE = 4
 NUM_DESCRIPTORS = 2
@@ -121,7 +126,18 @@ def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
       ``{"rows": [...], "all_certified": bool}``; one row per (geometry,
       widths, sharing, partition) with the ranks of every draw and both
       bounds.
+
+    Raises:
+      ValueError: if ``draws`` is below 1 or ``geometries``, ``widths`` or
+        ``sharings`` is empty.
     """
+    if not isinstance(config["draws"], int) or config["draws"] < 1:
+        raise ValueError(
+            f"config 'draws' must be an int >= 1, got {config['draws']!r}."
+        )
+    for key in ("geometries", "widths", "sharings"):
+        if not config[key]:
+            raise ValueError(f"config {key!r} must not be empty, got {config[key]!r}.")
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     modulus = jc.ranks.DEFAULT_MODULUS
@@ -212,18 +228,8 @@ def format_table(rows: list[dict], draws: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the experiment from the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="quick", choices=("quick", "smoke"))
-    parser.add_argument("--workdir", default="runs/pooling_ranks", type=pathlib.Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--draws", type=int)
-    args = parser.parse_args(argv)
-    config = get_config(args.preset)
-    config["seed"] = args.seed
-    if args.draws:
-        config["draws"] = args.draws
-    return run(config, args.workdir)
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ SCRIPTS = (
     "mixed_ranks",
     "mixed_dilated",
     "missing_data",
+    "pooling_geometry",
+    "pooling_ranks",
+    "pooling_entanglement",
 )
 # Those that train and therefore resume; the analyses refuse --resume.
-RESUMABLE = {"train_digits", "mixed_dilated", "missing_data"}
+RESUMABLE = {"train_digits", "mixed_dilated", "missing_data", "pooling_geometry"}
 
 
 def load(name):

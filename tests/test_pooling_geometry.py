@@ -129,27 +129,97 @@ def test_margins_and_table(geometry_script):
     )
 
 
-def test_smoke_run_writes_its_outputs(geometry_script, tmp_path, monkeypatch):
+def test_smoke_run_through_the_cli_writes_its_outputs_and_resumes(
+    geometry_script, tmp_path, monkeypatch
+):
     monkeypatch.setenv(blobs.CACHE_ENV, str(tmp_path / "cache"))
-    config = geometry_script.get_config("smoke")
-    config["tasks"] = ["symmetry"]
-    config["geometries"] = ["mirror"]
-    config["networks"] = ["convac"]
-    summary = geometry_script.run(config, tmp_path / "run")
+    run = tmp_path / "run"
+    argv = [
+        "--preset",
+        "smoke",
+        "--set",
+        "tasks=symmetry",
+        "--set",
+        "geometries=mirror",
+        "--set",
+        "networks=convac",
+        "--set",
+        "train.checkpoint_every=3",
+        "--workdir",
+        str(run),
+    ]
+    summary = geometry_script.main(argv)
 
-    cells = [(r["geometry"], r["network"]) for r in summary["rows"]]
-    assert cells == [("mirror", "convac")]
+    cells = [(r["task"], r["geometry"], r["network"]) for r in summary["rows"]]
+    assert cells == [("symmetry", "mirror", "convac")]
     for row in summary["rows"]:
         assert 0.0 <= row["test_accuracy"] <= 1.0 and row["steps"] == 6
-    run = tmp_path / "run"
     assert json.loads((run / "results.json").read_text())["rows"] == summary["rows"]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["preset"] == "smoke" and saved["config"]["networks"] == ["convac"]
+    assert json.loads((run / "summary.json").read_text())["result"] == summary
+    cell = run / "symmetry-mirror-convac"
+    assert sorted(p.name for p in (cell / "checkpoints").iterdir()) == ["3", "6"]
     with np.load(run / "params-symmetry-mirror.npz") as params:
-        assert [params[f"w{i}"].shape for i in range(6)] == (
-            [(1, 4, 2)] + [(1, 4, 4)] * 4 + [(1, 2, 4)]
-        )
+        trained = {name: params[name] for name in params.files}
+    assert [trained[f"w{i}"].shape for i in range(6)] == (
+        [(1, 4, 2)] + [(1, 4, 4)] * 4 + [(1, 2, 4)]
+    )
     for figure in ("pooling_geometry_accuracy.png", "pooling_blobs_examples.png"):
         assert (run / figure).stat().st_size > 1000
     assert "| convac | 4×5 |" in (run / "table.md").read_text()
+
+    # The checkpoints make the work directory refuse a fresh run; --resume
+    # restores the finished network from step 6 instead of retraining it (a
+    # retrained run would log new "seconds" in metrics.jsonl).
+    metrics = (cell / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="--resume"):
+        geometry_script.main(argv)
+    resumed = geometry_script.main([*argv, "--resume"])
+    assert (cell / "metrics.jsonl").read_text() == metrics
+    assert resumed["rows"][0]["test_accuracy"] == summary["rows"][0]["test_accuracy"]
+    with np.load(run / "params-symmetry-mirror.npz") as params:
+        for name, value in trained.items():
+            np.testing.assert_array_equal(params[name], value)
+
+    # The entanglement script measures what the run saved.
+    entanglement = load_script("pooling_entanglement")
+    measured = entanglement.main(
+        ["--quick", "--set", f"params_dir={run}", "--workdir", str(tmp_path / "ent")]
+    )
+    assert [(r["geometry"], r["partition"]) for r in measured["rows"]] == [
+        ("mirror", name) for name in entanglement.partitions()
+    ]
+    # Mirror pooling splits every first-level window across all three
+    # partitions: min-cut bound 4^256 for halves, 4^128 for the quadrant.
+    assert [r["min_cut_bound"] for r in measured["rows"]] == [4**256] * 2 + [4**128]
+    assert all("refused" in r for r in measured["rows"])
+    assert [s["slice_matrix"] for s in measured["slices"]] == [[64, 64]] * 2
+    for row in measured["slices"]:
+        assert 1 <= row["slice_rank_min"] <= row["slice_rank_max"] <= 64
+    assert "| symmetry | mirror | top/bottom | 64×64 |" in (
+        (tmp_path / "ent" / "table.md").read_text()
+    )
+
+
+def test_bad_grid_and_measurement_settings_are_refused(geometry_script, tmp_path):
+    config = geometry_script.get_config("smoke")
+    for key, value in [
+        ("networks", ["relu_min"]),
+        ("geometries", []),
+        ("tasks", ["symmetry", "symmetry"]),
+    ]:
+        with pytest.raises(ValueError, match=f"config '{key}' must be distinct"):
+            geometry_script.check_config(config | {key: value})
+    ranks = load_script("pooling_ranks")
+    with pytest.raises(ValueError, match="'draws' must be an int >= 1, got 0"):
+        ranks.run(ranks.get_config("smoke") | {"draws": 0}, tmp_path / "ranks")
+    entanglement = load_script("pooling_entanglement")
+    quick = entanglement.get_config("quick")
+    with pytest.raises(ValueError, match="'test_backgrounds' must be an int >= 0"):
+        entanglement.run(quick | {"test_backgrounds": -1}, tmp_path / "ent")
+    with pytest.raises(FileNotFoundError, match="no params-<task>-<geometry>.npz"):
+        entanglement.run(quick | {"params_dir": str(tmp_path)}, tmp_path / "ent")
 
 
 def test_rank_script_meets_the_bounds(tmp_path):
