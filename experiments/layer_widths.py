@@ -9,26 +9,36 @@ and one wide at the tip a task decided by structure spread over the image.
 Two tasks built from scikit-learn's 8×8 digits on a 32×32 canvas, binarised
 (``M = 2`` indicator descriptors):
 
-* *local*: the 8×8 digit pasted at a uniformly random position (every
-  training digit ``placements`` times, every test digit once);
+* *local*: the 8×8 digit pasted at a random position **on the 8-pixel grid**
+  (rows and columns 0, 8, 16 or 24: 16 positions, so the digit always fills
+  exactly one 8×8 node of the pooling tree; every training digit
+  ``placements`` times, every test digit once). ``data.stride = 1`` gives
+  any of the 625 positions instead (not learnable by these networks in this
+  budget; see the README);
 * *global*: the digit upscaled (bilinear) to fill the canvas.
 
 Two deep log-space ConvACs over ``ModeTree.image(32, 32)`` (five levels of
 2×2 square pooling, ``per_tap`` sharing, log-softmax normalised weights):
-*wide-base* and *wide-tip*, with widths chosen so that their parameter counts
-differ by under 5 %. Each is trained on each task (same steps, batch, Adam,
-cosine schedule). The script reports test accuracy per task × architecture,
-and for every trained network, across short-range partitions (a 4×4 and an
-8×8 block, each one tree node) and long-range ones (left/right and
-top/bottom halves): the min-cut bound (:func:`~jaxconvac.min_cut_bound`,
-the same for every weight setting) and the exact entanglement entropy of the
-trained coefficient tensors (:func:`~jaxconvac.exact_spectrum` →
+*wide-base* ``(16, 32, 64, 16, 12)`` and *wide-tip* ``(4, 8, 16, 46, 60)``,
+parameter counts within 1 % (15 352 and 15 256). Both keep every width at
+least ``Y = 10`` from the level that holds a whole local digit up: a
+normalised ConvAC's class scores are mixtures over the channels below the
+root, and with fewer channels than classes neither network can separate all
+ten classes whatever its base. Each is trained on each task (same steps,
+batch, Adam, cosine schedule). The script reports test accuracy per task ×
+architecture (or, with ``--validation``, accuracy on a validation split
+carved from the training digits: the split the settings were chosen on), and
+for every trained network, across short-range partitions (2×2, 4×4 and 8×8
+blocks, each one tree node) and long-range ones (left/right and top/bottom
+halves): the min-cut bound (:func:`~jaxconvac.min_cut_bound`, the same for
+every weight setting) and the exact entanglement entropy of the trained
+coefficient tensors (:func:`~jaxconvac.exact_spectrum` →
 :func:`~jaxconvac.entanglement_entropy`), averaged over the 10 class tensors.
 
 Command (from the repository root)::
 
     python experiments/layer_widths.py [--workdir runs/layer_widths] [--seed 0]
-        [--preset full|quick]
+        [--preset full|quick] [--validation]
 
 Writes ``results.json`` and ``layer_widths.png`` into the work directory and
 one sub-directory per (task, architecture) with the training logs.
@@ -44,6 +54,7 @@ import sys
 import time
 from typing import Any
 
+import jax
 import matplotlib
 import numpy as np
 from flax import nnx
@@ -65,6 +76,7 @@ NUM_CLASSES = 10
 NUM_DESCRIPTORS = 2
 TASKS = ("local", "global")
 SPLIT = {"test_size": 0.25, "random_state": 0}
+VALIDATION_SPLIT = {"test_size": 0.2, "random_state": 1}
 
 
 def get_config(preset: str = "full") -> dict[str, Any]:
@@ -76,10 +88,14 @@ def get_config(preset: str = "full") -> dict[str, Any]:
 
     Returns:
       A dict: ``seed``, ``data`` (``placements``: random positions per local
-      training digit; ``threshold``: the binarisation cut, a fraction of the
-      maximal intensity; ``max_train``/``max_test``: keep that many digits,
-      ``None`` for all), ``sharing``, ``architectures`` (name → widths) and
-      ``train`` (:class:`~jaxconvac.training.TrainConfig` fields but the seed).
+      training digit; ``stride``: local positions are the multiples of it
+      (``8``: the 8-pixel grid, ``1``: anywhere); ``threshold``: the
+      binarisation cut, a fraction of the maximal intensity;
+      ``max_train``/``max_test``: keep that many digits, ``None`` for all;
+      ``validation``: evaluate on a validation split of the training digits
+      instead of the test digits), ``sharing``, ``architectures`` (name →
+      widths) and ``train`` (:class:`~jaxconvac.training.TrainConfig` fields
+      but the seed).
     """
     if preset not in ("full", "quick"):
         raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
@@ -88,21 +104,26 @@ def get_config(preset: str = "full") -> dict[str, Any]:
         "seed": 0,
         "data": {
             "placements": 1 if quick else 3,
+            "stride": DIGIT,
             "threshold": 0.4,
             "max_train": 64 if quick else None,
             "max_test": 32 if quick else None,
+            "validation": False,
         },
         "sharing": "per_tap",
         "architectures": {
-            # Levels 0…4 (level 0 sees one pixel; M = 2 caps its useful
-            # width at 2, and a 2×2 node's span at 16).
-            "wide-base": [2, 16, 64, 8, 4] if not quick else [2, 4, 4, 2, 2],
-            "wide-tip": [2, 4, 8, 34, 36] if not quick else [2, 2, 2, 4, 4],
+            # Widths r_0 … r_4: r_l is the number of channels of a node of
+            # 2^l × 2^l pixels after its weights (r_0: one pixel, r_0 channels
+            # product-pooled over a 2×2 block, so a 2×2 block can use up to 16).
+            # An 8×8 local digit lives on levels 0–3; r_3, r_4 >= Y = 10 in
+            # both (see the module docstring).
+            "wide-base": [16, 32, 64, 16, 12] if not quick else [4, 4, 4, 2, 2],
+            "wide-tip": [4, 8, 16, 46, 60] if not quick else [2, 2, 2, 4, 4],
         },
         "train": {
             "steps": 8 if quick else 1500,
             "batch_size": 16 if quick else 64,
-            "learning_rate": 0.02,
+            "learning_rate": 0.03,
             "schedule": "cosine",
             "log_every": 4 if quick else 100,
             "eval_every": 0,
@@ -119,7 +140,11 @@ def _binarise(images: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def make_local(
-    digits: np.ndarray, placements: int, threshold: float, rng: np.random.Generator
+    digits: np.ndarray,
+    placements: int,
+    threshold: float,
+    rng: np.random.Generator,
+    stride: int = DIGIT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each digit pasted ``placements`` times at uniform random positions.
 
@@ -128,14 +153,26 @@ def make_local(
       placements: copies per digit.
       threshold: pixels above it become 1.
       rng: draws the positions.
+      stride: the top-left corner's row and column are drawn uniformly from
+        the multiples of ``stride`` in ``[0, 24]``: ``8`` puts the digit in
+        one 8×8 node of the square pooling tree, ``1`` anywhere.
 
     Returns:
       ``(inputs, index)``: binary ``(n * placements, 32 * 32)`` int32 images
       (row-major, position ``row * 32 + col``) and the digit each came from.
+
+    Raises:
+      ValueError: if ``stride`` is not a divisor of 8 or ``placements`` is
+        not positive.
     """
+    if not isinstance(stride, int) or stride < 1 or DIGIT % stride:
+        raise ValueError(f"stride must be 1, 2, 4 or 8, got {stride!r}.")
+    if not isinstance(placements, int) or placements < 1:
+        raise ValueError(f"placements must be a positive int, got {placements!r}.")
     count = len(digits) * placements
     canvas = np.zeros((count, CANVAS, CANVAS))
-    offsets = rng.integers(0, CANVAS - DIGIT + 1, size=(count, 2))
+    corners = np.arange(0, CANVAS - DIGIT + 1, stride)
+    offsets = rng.choice(corners, size=(count, 2))
     index = np.repeat(np.arange(len(digits)), placements)
     for k, (row, col) in enumerate(offsets):
         canvas[k, row : row + DIGIT, col : col + DIGIT] = digits[index[k]]
@@ -150,21 +187,31 @@ def make_global(digits: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def load_tasks(config: dict[str, Any], seed: int) -> dict[str, dict[str, tuple]]:
-    """``{task: {"train": (x, y), "test": (x, y)}}`` from one split of digits."""
+    """``{task: {"train": (x, y), "test": (x, y)}}`` from one split of digits.
+
+    With ``config["data"]["validation"]`` the "test" pair is a stratified
+    validation split (20 %) of the training digits, and training uses the rest:
+    the test digits are not touched.
+    """
     digits = load_digits()
     images = digits.images / 16.0
     train_x, test_x, train_y, test_y = train_test_split(
         images, digits.target, stratify=digits.target, **SPLIT
     )
     data = config["data"]
+    if data["validation"]:
+        train_x, test_x, train_y, test_y = train_test_split(
+            train_x, train_y, stratify=train_y, **VALIDATION_SPLIT
+        )
     if data["max_train"] is not None:
         train_x, train_y = train_x[: data["max_train"]], train_y[: data["max_train"]]
     if data["max_test"] is not None:
         test_x, test_y = test_x[: data["max_test"]], test_y[: data["max_test"]]
     rng = np.random.default_rng(seed)
     threshold = data["threshold"]
-    local_train, index = make_local(train_x, data["placements"], threshold, rng)
-    local_test, test_index = make_local(test_x, 1, threshold, rng)
+    stride = data["stride"]
+    local_train, index = make_local(train_x, data["placements"], threshold, rng, stride)
+    local_test, test_index = make_local(test_x, 1, threshold, rng, stride)
     return {
         "local": {
             "train": (local_train, train_y[index].astype(np.int32)),
@@ -185,6 +232,7 @@ def partitions() -> dict[str, tuple[str, list[int]]]:
     pixels = np.arange(CANVAS * CANVAS).reshape(CANVAS, CANVAS)
     half = CANVAS // 2
     return {
+        "block 2x2": ("short", pixels[12:14, 12:14].ravel().tolist()),
         "block 4x4": ("short", pixels[12:16, 12:16].ravel().tolist()),
         "block 8x8": ("short", pixels[8:16, 16:24].ravel().tolist()),
         "left/right": ("long", pixels[:, :half].ravel().tolist()),
@@ -220,16 +268,24 @@ def analyse(model: nn.ConvAC, widths: list[int]) -> dict[str, dict[str, float]]:
 
 
 def count_params(tree: jc.ModeTree, widths: list[int], sharing: str) -> int:
-    """Parameters of a ConvAC of these widths (weights only)."""
-    model = nn.ConvAC(
-        tree,
-        num_descriptors=NUM_DESCRIPTORS,
-        widths=tuple(widths),
-        num_outputs=NUM_CLASSES,
-        sharing=sharing,
-        rngs=nnx.Rngs(0),
+    """Parameters of a ConvAC of these widths (weights only).
+
+    Read off the shapes :func:`~jaxconvac.init_decomposition` would draw
+    (``jax.eval_shape``: nothing is computed), the layout
+    :class:`~jaxconvac.nn.ConvAC` stores.
+    """
+    shapes = jax.eval_shape(
+        lambda key: jc.init_decomposition(
+            key,
+            tree,
+            num_descriptors=NUM_DESCRIPTORS,
+            widths=tuple(widths),
+            num_outputs=NUM_CLASSES,
+            sharing=sharing,
+        ),
+        jax.random.key(0),
     )
-    return nn.count_params(model)
+    return sum(math.prod(w.shape) for w in shapes)
 
 
 def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -254,6 +310,7 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
         for name, widths in config["architectures"].items()
     }
     records = []
+    split = "validation" if config["data"]["validation"] else "test"
     for task in TASKS:
         train_set, test_set = tasks[task]["train"], tasks[task]["test"]
         for arch, widths in config["architectures"].items():
@@ -294,7 +351,7 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
                 }
             )
             print(
-                f"{task:<7} {arch:<10} test {result.final['test_accuracy']:.4f} "
+                f"{task:<7} {arch:<10} {split} {result.final['test_accuracy']:.4f} "
                 f"({train_wall:.0f} s wall, {train_cpu:.0f} s cpu)",
                 flush=True,
             )
@@ -304,20 +361,29 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
     return summary
 
 
+def _split_name(summary: dict[str, Any]) -> str:
+    return "validation" if summary["config"]["data"]["validation"] else "test"
+
+
 def format_tables(summary: dict[str, Any]) -> str:
     """The accuracy table and the entanglement table, as Markdown."""
     records = summary["records"]
     archs = list(summary["params"])
+    split = _split_name(summary)
     lines = [
-        "| task | " + " | ".join(f"{a} test acc" for a in archs) + " | better |",
+        "| task | "
+        + " | ".join(f"{a} {split} acc (train acc)" for a in archs)
+        + " | better |",
         "|---|" + "---|" * (len(archs) + 1),
     ]
     for task in TASKS:
-        accs = {
-            r["architecture"]: r["test_accuracy"] for r in records if r["task"] == task
-        }
+        runs = {r["architecture"]: r for r in records if r["task"] == task}
+        accs = {a: r["test_accuracy"] for a, r in runs.items()}
         best = max(accs, key=accs.get)
-        cells = " | ".join(f"{100 * accs[a]:.2f} %" for a in archs)
+        cells = " | ".join(
+            f"{100 * accs[a]:.2f} % ({100 * runs[a]['train_accuracy']:.2f} %)"
+            for a in archs
+        )
         lines.append(f"| {task} | {cells} | {best} |")
     lines += [
         "",
@@ -360,7 +426,7 @@ def plot(summary: dict[str, Any], path: pathlib.Path) -> None:
             color=colors.get(arch),
         )
     axes[0].set_xticks(range(len(TASKS)), TASKS)
-    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_ylabel(f"{_split_name(summary)} accuracy (%)")
     axes[0].set_ylim(0, 100)
     axes[0].legend(fontsize=8, loc="lower right")
     axes[0].set_title("accuracy")
@@ -400,9 +466,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", default="runs/layer_widths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="full", choices=("full", "quick"))
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="evaluate on a validation split of the training digits",
+    )
     args = parser.parse_args(argv)
     config = get_config(args.preset)
     config["seed"] = args.seed
+    config["data"]["validation"] = args.validation
     wall, cpu = time.perf_counter(), time.process_time()
     summary = run(config, args.workdir)
     print(format_tables(summary))
