@@ -16,6 +16,29 @@ from jaxconvac.nn.dilated import (
 from jaxconvac.nn.representations import Indicator
 
 
+def numpy_normal(seed):
+    """A standard-normal initializer that draws with NumPy."""
+    # jax.random compiles once per shape, which costs more than these tests.
+    generator = np.random.default_rng(seed)
+
+    def initializer(key, shape, dtype):
+        del key
+        return jnp.asarray(generator.standard_normal(shape), dtype)
+
+    return initializer
+
+
+def _normal(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
+
+
+def _call(model, inputs):
+    return model(inputs)
+
+
+call = nnx.jit(_call)
+
+
 def reference_network(params, dilations, features, g):
     """The causal dilated network as a plain loop over time (NumPy, SPEC §4)."""
     values = np.asarray(features, np.float64)  # (time, channels)
@@ -47,15 +70,16 @@ def test_every_step_matches_the_loop_and_the_last_step_the_tree(g, dilations):
             num_outputs=2,
             g=g,
             dtype=jnp.float64,
+            initializer=numpy_normal(0),
             rngs=nnx.Rngs(0),
         )
-        features = jax.random.normal(jax.random.key(1), (2, 11, 3), jnp.float64)
-        out = nnx.jit(lambda m, x: m(x))(net, features)
+        features = _normal(1, (2, 11, 3))
+        out = call(net, features)
         params = net.decomposition_params()
         reference = reference_network(params, dilations, features[1], REFERENCE_G[g])
         np.testing.assert_allclose(out[1], reference, rtol=1e-10, atol=1e-12)
         assert net.tree == jc.ModeTree.dilated(8, dilations)
-        windows = jnp.stack([features[0, t - 7 : t + 1] for t in range(7, 11)])
+        windows = np.stack([features[0, t - 7 : t + 1] for t in range(7, 11)])
         trees = jax.jit(jax.vmap(lambda f: jc.evaluate(params, net.tree, f, g=g)))
         # Full receptive fields (t >= 7): the tree decomposition of one step.
         np.testing.assert_allclose(out[0, 7:], trees(windows), rtol=1e-10)
@@ -73,20 +97,21 @@ def test_mixed_network_last_step_is_the_mixed_decomposition(g):
             num_outputs=3,
             g=g,
             dtype=jnp.float64,
+            initializer=numpy_normal(2),
             rngs=nnx.Rngs(2),
         )
         mixed = net.mixed_trees()
         assert mixed.mixture_nodes == net.tree.shared_nodes(net.tree_bar)
-        features = jax.random.normal(jax.random.key(3), (2, 18, 2), jnp.float64)
-        out = net(features)
+        features = np.random.default_rng(3).standard_normal((2, 18, 2))
+        out = call(net, features)
         params = net.decomposition_params()
-        for b in range(2):
-            for t in (15, 17):
-                np.testing.assert_allclose(
-                    out[b, t],
-                    mixed_evaluate(params, mixed, features[b, t - 15 : t + 1], g=g),
-                    rtol=1e-10,
-                )
+        steps = [(b, t) for b in range(2) for t in (15, 17)]
+        windows = np.stack([features[b, t - 15 : t + 1] for b, t in steps])
+        scores = jax.jit(jax.vmap(lambda f: mixed_evaluate(params, mixed, f, g=g)))(
+            windows
+        )
+        for (b, t), score in zip(steps, scores, strict=True):
+            np.testing.assert_allclose(out[b, t], score, rtol=1e-10)
 
 
 def test_unmixed_network_is_the_sum_of_two_networks():
@@ -95,31 +120,52 @@ def test_unmixed_network_is_the_sum_of_two_networks():
             num_descriptors=2, widths=(2, 2, 2), num_outputs=1, dtype=jnp.float64
         )
         net = MixedDilatedConvNet(
-            (1, 2, 4), (4, 2, 1), mix_layers=(), rngs=nnx.Rngs(0), **kwargs
+            (1, 2, 4),
+            (4, 2, 1),
+            mix_layers=(),
+            initializer=numpy_normal(0),
+            rngs=nnx.Rngs(0),
+            **kwargs,
         )
-        first = DilatedConvNet((1, 2, 4), rngs=nnx.Rngs(1), **kwargs)
-        second = DilatedConvNet((4, 2, 1), rngs=nnx.Rngs(1), **kwargs)
+        # Zero weights, overwritten with the mixed network's.
+        zeros = jax.nn.initializers.zeros
+        first = DilatedConvNet((1, 2, 4), initializer=zeros, rngs=nnx.Rngs(1), **kwargs)
+        second = DilatedConvNet(
+            (4, 2, 1), initializer=zeros, rngs=nnx.Rngs(1), **kwargs
+        )
         for mine, theirs in ((first, net.weights), (second, net.weights_bar)):
             for w, v in zip(mine.weights, theirs, strict=True):
                 w.set_value(v[...])
-        features = jax.random.normal(jax.random.key(4), (3, 9, 2), jnp.float64)
+        features = _normal(4, (3, 9, 2))
         np.testing.assert_allclose(
-            net(features), first(features) + second(features), rtol=1e-12
+            call(net, features),
+            call(first, features) + call(second, features),
+            rtol=1e-12,
         )
         assert net.mixed_trees() == MixedTrees(net.tree, net.tree_bar)
 
 
 def test_classifier_reads_the_last_step():
     net = DilatedConvNet(
-        (1, 2), num_descriptors=3, widths=(4, 4), num_outputs=5, rngs=nnx.Rngs(0)
+        (1, 2),
+        num_descriptors=3,
+        widths=(4, 4),
+        num_outputs=5,
+        initializer=numpy_normal(0),
+        rngs=nnx.Rngs(0),
     )
     model = LastStepClassifier(Indicator(3, log=False), net)
-    values = jnp.array([[0, 1, 2, 1, 0], [2, 2, 1, 0, 1]])
+    values = np.array([[0, 1, 2, 1, 0], [2, 2, 1, 0, 1]])
+    one_hot = np.eye(3, dtype=np.float32)[values]
     np.testing.assert_allclose(
-        model(values), net(jax.nn.one_hot(values, 3))[:, -1], rtol=1e-6
+        call(model, values), call(net, one_hot)[:, -1], rtol=1e-6
     )
+    zeros = jax.nn.initializers.zeros
     with pytest.raises(TypeError, match="DilatedConvNet"):
-        LastStepClassifier(Indicator(3, log=False), nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
+        LastStepClassifier(
+            Indicator(3, log=False),
+            nnx.Linear(2, 2, kernel_init=zeros, rngs=nnx.Rngs(0)),
+        )
 
 
 SIZES = dict(num_descriptors=2, widths=(2, 2, 2), num_outputs=1)
@@ -150,7 +196,12 @@ def test_bad_input(args, kwargs, match):
 
 def test_bad_features():
     net = DilatedConvNet(
-        (1, 2), num_descriptors=3, widths=(2, 2), num_outputs=1, rngs=nnx.Rngs(0)
+        (1, 2),
+        num_descriptors=3,
+        widths=(2, 2),
+        num_outputs=1,
+        initializer=numpy_normal(0),
+        rngs=nnx.Rngs(0),
     )
     with pytest.raises(ValueError, match="batch, time, num_descriptors"):
         net(jnp.ones((4, 3)))

@@ -176,11 +176,16 @@ _CASES = [
 ]
 
 
-def _materialised_spectra(params, tree, rows):
-    tensor = np.asarray(jc.coefficient_tensor(params, tree))
+# One compilation per tree and shapes; eager evaluation compiles every op.
+_coefficient = jax.jit(jc.coefficient_tensor, static_argnames="tree")
+
+
+def _materialised_spectra(params, tree, rows, tensor=None):
+    if tensor is None:
+        tensor = np.asarray(_coefficient(params, tree))
     spectra = []
     for output in tensor:
-        values = np.linalg.svd(np.asarray(jc.matricize(output, rows)), compute_uv=False)
+        values = np.linalg.svd(_numpy_matricize(output, rows), compute_uv=False)
         spectra.append(values)
     return spectra, np.log(np.linalg.norm(tensor.reshape(len(tensor), -1), axis=1))
 
@@ -211,9 +216,10 @@ def test_exact_spectrum_matches_materialised_svd(case, sharing, sign):
         )
         if sign == "positive":
             params = tuple(jnp.abs(p) for p in params)
+        tensor = np.asarray(_coefficient(params, tree))
         for rows in partitions:
             spectrum = exact_spectrum(params, tree, rows)
-            references, log_norms = _materialised_spectra(params, tree, rows)
+            references, log_norms = _materialised_spectra(params, tree, rows, tensor)
             assert spectrum.singular_values.dtype == jnp.float64
             for output, reference in enumerate(references):
                 _assert_same_spectrum(
@@ -371,7 +377,7 @@ def test_exact_spectrum_random_partitions_every_path():
                 rng.normal(size=(tree.num_nodes(level), sizes[level + 1], sizes[level]))
                 for level in range(tree.depth)
             ) + (rng.normal(size=(1, 2, sizes[-2])),)
-            tensor = np.asarray(jc.coefficient_tensor(params, tree))
+            tensor = np.asarray(_coefficient(params, tree))
             for _ in range(5):
                 size = int(rng.integers(1, tree.num_modes))
                 rows = sorted(rng.choice(tree.num_modes, size, replace=False).tolist())
@@ -408,7 +414,7 @@ def test_exact_spectrum_unions_of_far_nodes():
             dtype=jnp.float64,
         )
         params = tuple(jnp.abs(p) for p in params[:-1]) + (params[-1],)
-        tensor = np.asarray(jc.coefficient_tensor(params, tree))
+        tensor = np.asarray(_coefficient(params, tree))
         for rows in [(0, 1, 8, 9), (0, 6, 7, 12), (2, 3, 4, 5, 14), (4, 5, 6, 7, 13)]:
             spectrum = exact_spectrum(params, tree, rows)
             complement = [i for i in range(16) if i not in rows]

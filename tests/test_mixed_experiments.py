@@ -31,8 +31,24 @@ def test_mixed_ranks_quick_matches_the_theorem(tmp_path):
     assert "| paper | T | 2 | 64 | 64 |" in (tmp_path / "table.md").read_text()
 
 
-def test_mixed_dilated_quick_runs(tmp_path):
+def test_mixed_dilated_quick_runs(tmp_path, monkeypatch):
     script = _load("mixed_dilated")
+    quick = script.get_config
+
+    def smaller(preset):
+        # Even less than "quick": the run is compilation-bound, but equal-sized
+        # train and test sets share the evaluation's compilations.
+        config = quick(preset)
+        config["data"] = {"max_train": 16, "max_test": 16}
+        config["train"] |= {
+            "steps": 2,
+            "log_every": 1,
+            "batch_size": 16,
+            "eval_batch_size": 16,
+        }
+        return config
+
+    monkeypatch.setattr(script, "get_config", smaller)
     summary = script.main(["--preset", "quick", "--workdir", str(tmp_path)])
     assert [r["model"] for r in summary["summary"]] == ["standard", "mixed 1"]
     # Equal width: a mixed network has both stacks' parameters.
