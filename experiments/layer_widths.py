@@ -26,7 +26,7 @@ normalised ConvAC's class scores are mixtures over the channels below the
 root, and with fewer channels than classes neither network can separate all
 ten classes whatever its base. Each is trained on each task (same steps,
 batch, Adam, cosine schedule). The script reports test accuracy per task ×
-architecture (or, with ``--validation``, accuracy on a validation split
+architecture (or, with ``data.validation``, accuracy on a validation split
 carved from the training digits: the split the settings were chosen on), and
 for every trained network, across short-range partitions (2×2, 4×4 and 8×8
 blocks, each one tree node) and long-range ones (left/right and top/bottom
@@ -38,15 +38,22 @@ coefficient tensors (:func:`~jaxconvac.exact_spectrum` →
 Command (from the repository root)::
 
     python experiments/layer_widths.py [--workdir runs/layer_widths] [--seed 0]
-        [--preset full|quick] [--validation]
+        [--preset full|quick] [--set KEY=VALUE ...] [--resume] [--print-config]
+
+(:mod:`jaxconvac.cli`'s flags; the keys are :func:`get_config`'s, e.g.
+``--set data.validation=true`` for the validation split.) The full preset
+checkpoints every 500 steps (``train.checkpoint_every``), so ``--resume``
+continues a killed run where it was, and a finished run's work directory is
+refused without it.
 
 Writes ``results.json`` and ``layer_widths.png`` into the work directory and
-one sub-directory per (task, architecture) with the training logs.
+one sub-directory ``<task>-<architecture>`` per trained network with its
+training log (``metrics.jsonl``) and checkpoints (``config.json`` and
+``summary.json`` by the CLI). Prints the tables.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import pathlib
@@ -63,7 +70,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import jaxconvac as jc
-from jaxconvac import nn, training
+from jaxconvac import cli, nn, training
 from jaxconvac.entanglement import entanglement_entropy, exact_spectrum
 from jaxconvac.tensor_networks import min_cut_bound
 
@@ -94,8 +101,8 @@ def get_config(preset: str = "full") -> dict[str, Any]:
       ``max_train``/``max_test``: keep that many digits, ``None`` for all;
       ``validation``: evaluate on a validation split of the training digits
       instead of the test digits), ``sharing``, ``architectures`` (name →
-      widths) and ``train`` (:class:`~jaxconvac.training.TrainConfig` fields
-      but the seed).
+      widths), ``train`` (:class:`~jaxconvac.training.TrainConfig` fields
+      but the seed) and ``progress`` (progress bars while training).
     """
     if preset not in ("full", "quick"):
         raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
@@ -128,7 +135,9 @@ def get_config(preset: str = "full") -> dict[str, Any]:
             "log_every": 4 if quick else 100,
             "eval_every": 0,
             "eval_batch_size": 512,
+            "checkpoint_every": 0 if quick else 500,
         },
+        "progress": False,
     }
 
 
@@ -288,12 +297,20 @@ def count_params(tree: jc.ModeTree, widths: list[int], sharing: str) -> int:
     return sum(math.prod(w.shape) for w in shapes)
 
 
-def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
+def run(
+    config: dict[str, Any], workdir: str | pathlib.Path, *, resume: bool = False
+) -> dict[str, Any]:
     """Trains every (task, architecture), analyses it, writes the results.
+
+    Prints one line per trained network, then the tables
+    (:func:`format_tables`).
 
     Args:
       config: as :func:`get_config` returns.
-      workdir: the output directory (created).
+      workdir: the output directory (created); each network trains in
+        ``workdir/<task>-<architecture>``.
+      resume: continue each network from its newest checkpoint there (every
+        ``train.checkpoint_every`` steps), or start it if it has none.
 
     Returns:
       The summary that ``results.json`` holds: ``params`` per architecture
@@ -302,6 +319,7 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    total_wall, total_cpu = time.perf_counter(), time.process_time()
     seed = config["seed"]
     tree = jc.ModeTree.image(CANVAS, CANVAS)
     tasks = load_tasks(config, seed)
@@ -331,7 +349,9 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
                 eval_sets={"train": train_set, "test": test_set},
                 workdir=workdir / f"{task}-{arch}",
                 run_config={"task": task, "architecture": arch, "widths": widths},
-                progress=False,
+                progress=config["progress"],
+                description=f"{task} {arch}",
+                resume=resume,
             )
             train_wall = time.perf_counter() - wall
             train_cpu = time.process_time() - cpu
@@ -358,6 +378,11 @@ def run(config: dict[str, Any], workdir: str | pathlib.Path) -> dict[str, Any]:
     summary = {"config": config, "params": params, "records": records}
     (workdir / "results.json").write_text(json.dumps(summary, indent=2))
     plot(summary, workdir / "layer_widths.png")
+    print(format_tables(summary))
+    print(
+        f"total: {time.perf_counter() - total_wall:.0f} s wall, "
+        f"{time.process_time() - total_cpu:.0f} s cpu"
+    )
     return summary
 
 
@@ -461,28 +486,8 @@ def plot(summary: dict[str, Any], path: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command line: ``--workdir``, ``--seed``, ``--preset``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default="runs/layer_widths")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default="full", choices=("full", "quick"))
-    parser.add_argument(
-        "--validation",
-        action="store_true",
-        help="evaluate on a validation split of the training digits",
-    )
-    args = parser.parse_args(argv)
-    config = get_config(args.preset)
-    config["seed"] = args.seed
-    config["data"]["validation"] = args.validation
-    wall, cpu = time.perf_counter(), time.process_time()
-    summary = run(config, args.workdir)
-    print(format_tables(summary))
-    print(
-        f"total: {time.perf_counter() - wall:.0f} s wall, "
-        f"{time.process_time() - cpu:.0f} s cpu"
-    )
-    return summary
+    """Runs the experiment from the command line (see :mod:`jaxconvac.cli`)."""
+    return cli.main(argv, sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -23,9 +23,16 @@ SCRIPTS = (
     "pooling_geometry",
     "pooling_ranks",
     "pooling_entanglement",
+    "layer_widths",
 )
 # Those that train and therefore resume; the analyses refuse --resume.
-RESUMABLE = {"train_digits", "mixed_dilated", "missing_data", "pooling_geometry"}
+RESUMABLE = {
+    "train_digits",
+    "mixed_dilated",
+    "missing_data",
+    "pooling_geometry",
+    "layer_widths",
+}
 
 
 def load(name):
