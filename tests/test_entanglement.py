@@ -324,6 +324,24 @@ def test_exact_spectrum_refuses_large_cuts():
         exact_spectrum(params[:-1], tree, odd_even)
 
 
+def test_astronomical_cuts_are_refused_with_their_size_not_an_overflow():
+    # A mirror-pooled 32×32 net split into halves: every first-level window is
+    # cut, so the tracked dimension is about 10^154; its planned cost must not
+    # overflow a float before the cut-dimension check can name it.
+    tree = jc.ModeTree.image(32, 32, "mirror")
+    rng = np.random.default_rng(0)
+    sizes = (2, 8, 8, 8, 8, 8)
+    params = tuple(
+        rng.normal(size=(1, sizes[level + 1], sizes[level]))
+        for level in range(tree.depth)
+    ) + (rng.normal(size=(1, 2, 8)),)
+    left = [row * 32 + col for row in range(32) for col in range(16)]
+    with pytest.raises(
+        ValueError, match=r"cut dimension of this partition is about 10\^154"
+    ):
+        exact_spectrum(params, tree, left)
+
+
 # -- exact spectra: every contraction path, against the materialised SVD -------
 
 from jaxconvac.entanglement import _plan  # noqa: E402
