@@ -226,6 +226,7 @@ def run(
         )
         (workdir / "table.md").write_text(table + "\n")
         plot(summary, workdir / "accuracy.png")
+        plot_curves(workdir, config["models"], seeds, workdir / "curves.png")
     print(table)
     return {"runs": runs, "summary": summary, "table": table}
 
@@ -275,6 +276,33 @@ def format_table(summary: Sequence[dict], config: dict) -> str:
             f"{per_seed} | {row['seconds']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def plot_curves(
+    workdir: pathlib.Path,
+    models: Sequence[str],
+    seeds: Sequence[int],
+    path: pathlib.Path,
+) -> None:
+    """Training loss against step per model (mean over seeds), from metrics.jsonl."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in models:
+        curves = []
+        for seed in seeds:
+            lines = workdir / name.replace(" ", "_") / f"seed{seed}" / "metrics.jsonl"
+            records = [json.loads(line) for line in lines.read_text().splitlines()]
+            curves.append([(r["step"], r["loss"]) for r in records if "loss" in r])
+        steps = [step for step, _ in curves[0]]
+        mean = np.mean([[loss for _, loss in curve] for curve in curves], axis=0)
+        ax.plot(steps, mean, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss (mean over {len(seeds)} seeds)")
+    ax.set_title("Mixed dilated networks: training curves")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def plot(summary: Sequence[dict], path: pathlib.Path) -> None:
