@@ -24,6 +24,7 @@ from jaxconvac.decompositions import (
     init_decomposition,
 )
 from jaxconvac.mode_trees import ModeTree
+from jaxconvac.nn.representations import check_descriptor_count
 
 
 class DecompositionModule(nnx.Module):
@@ -256,16 +257,7 @@ class Classifier(nnx.Module):
                 f"the representation has log={log} but the ConvAC works in "
                 f"space={convac.space!r}; log-descriptors go with space='log'."
             )
-        size = getattr(
-            representation,
-            "num_descriptors",
-            getattr(representation, "num_values", None),
-        )
-        if size is not None and size != convac.num_descriptors:
-            raise ValueError(
-                f"the representation gives {size} descriptors but the ConvAC "
-                f"takes num_descriptors={convac.num_descriptors}."
-            )
+        check_descriptor_count(representation, convac.num_descriptors, "ConvAC")
         self.representation = representation
         self.convac = convac
 

@@ -55,6 +55,7 @@ from jaxconvac.decompositions import (
 )
 from jaxconvac.mode_trees import ModeTree
 from jaxconvac.nn.convac import DecompositionModule
+from jaxconvac.nn.representations import check_descriptor_count
 from jaxconvac.tensor_products import ACTIVATIONS, GeneralizedProduct, operator_for
 
 NETWORK_POOLINGS = ("product", "max", "average", "sum")
@@ -370,16 +371,7 @@ class GeneralizedClassifier(nnx.Module):
                 "the representation returns log-descriptors (log=True) but a "
                 "GeneralizedConvNet takes descriptors; make it with log=False."
             )
-        size = getattr(
-            representation,
-            "num_descriptors",
-            getattr(representation, "num_values", None),
-        )
-        if size is not None and size != network.num_descriptors:
-            raise ValueError(
-                f"the representation gives {size} descriptors but the network "
-                f"takes num_descriptors={network.num_descriptors}."
-            )
+        check_descriptor_count(representation, network.num_descriptors, "network")
         self.representation = representation
         self.network = network
 

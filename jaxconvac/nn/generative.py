@@ -30,7 +30,12 @@ from jax.typing import ArrayLike
 import jaxconvac as jc  # noqa: F401 (used by the doctests)
 from jaxconvac import generative
 from jaxconvac.nn.convac import ConvAC
-from jaxconvac.nn.representations import Categorical, Gaussian, Indicator
+from jaxconvac.nn.representations import (
+    Categorical,
+    Gaussian,
+    Indicator,
+    check_descriptor_count,
+)
 
 NORMALISED_REPRESENTATIONS = (Gaussian, Categorical, Indicator)
 
@@ -107,14 +112,7 @@ class GenerativeClassifier(nnx.Module):
             )
         if not representation.log:
             raise ValueError("the representation must have log=True.")
-        size = getattr(
-            representation, "num_descriptors", getattr(representation, "num_values", 0)
-        )
-        if size != convac.num_descriptors:
-            raise ValueError(
-                f"the representation gives {size} descriptors but the ConvAC "
-                f"takes num_descriptors={convac.num_descriptors}."
-            )
+        check_descriptor_count(representation, convac.num_descriptors, "ConvAC")
         self.representation = representation
         self.convac = convac
         dtype = convac.weights[-1].dtype

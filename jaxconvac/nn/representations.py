@@ -24,6 +24,23 @@ def _check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_descriptor_count(representation: object, expected: int, taker: str) -> None:
+    """Raises if a representation gives other than ``expected`` descriptors.
+
+    The count is the representation's ``num_descriptors`` (``num_values`` for
+    a one-hot :class:`Indicator`); a representation with neither is not
+    checked. ``taker`` names what takes the descriptors, for the message.
+    """
+    size = getattr(
+        representation, "num_descriptors", getattr(representation, "num_values", None)
+    )
+    if size is not None and size != expected:
+        raise ValueError(
+            f"the representation gives {size} descriptors but the {taker} "
+            f"takes num_descriptors={expected}."
+        )
+
+
 class Indicator(nnx.Module):
     """One-hot descriptors of a discrete value: ``f_d(x) = 1[x = d]``.
 
