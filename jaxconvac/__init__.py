@@ -27,10 +27,13 @@ from jaxconvac.decompositions import (
     init_decomposition,
 )
 from jaxconvac.entanglement import (
+    ExactPurity,
     ExactSpectrum,
     entanglement_entropy,
+    exact_purity,
     exact_spectrum,
     geometric_measure,
+    renyi_entropy,
     schmidt_number,
     schmidt_spectrum,
 )
@@ -72,6 +75,7 @@ from jaxconvac.tensor_products import (
 )
 
 __all__ = [
+    "ExactPurity",
     "ExactSpectrum",
     "GeneralizedProduct",
     "MinCut",
@@ -80,6 +84,7 @@ __all__ = [
     "coefficient_tensor",
     "entanglement_entropy",
     "evaluate",
+    "exact_purity",
     "exact_rank",
     "exact_spectrum",
     "generalized_tensor_product",
@@ -102,6 +107,7 @@ __all__ = [
     "operator_for",
     "random_mask",
     "rectangle_mask",
+    "renyi_entropy",
     "sample_components",
     "schmidt_number",
     "schmidt_spectrum",

@@ -552,3 +552,201 @@ def test_exact_spectrum_bad_weights_and_memory_limit():
         exact_spectrum(params, tree, jc.odd_even_modes(16), max_entries=1000)
     with pytest.raises(TypeError, match="ModeTree"):
         exact_spectrum(params, "tree", (0, 1))
+
+
+# -- Rényi entropies and the exact purity --------------------------------------
+
+from jaxconvac.entanglement import exact_purity, renyi_entropy  # noqa: E402
+
+
+def _numpy_purity(tensor, rows):
+    values = np.linalg.svd(_numpy_matricize(tensor, rows), compute_uv=False)
+    p = values**2 / np.sum(values**2)
+    return float(np.sum(p**2))
+
+
+def test_renyi_entropy_closed_forms():
+    # diag(1, 1, 0, 0)/√2: two equal Schmidt values, every order gives ln 2.
+    two = jnp.array([1.0, 1.0, 0.0, 0.0]) / math.sqrt(2)
+    for order in (0.5, 2, 3.0, math.inf):
+        assert float(renyi_entropy(two, order)) == pytest.approx(math.log(2), abs=1e-6)
+    assert float(renyi_entropy(two, base=2)) == pytest.approx(1.0, abs=1e-6)
+    # p = (0.8, 0.2): S_2 = −ln(0.68), S_inf = −ln(0.8), both below S_1.
+    values = jnp.sqrt(jnp.array([0.8, 0.2]))
+    assert float(renyi_entropy(values)) == pytest.approx(-math.log(0.68), rel=1e-6)
+    assert float(renyi_entropy(values, math.inf)) == pytest.approx(
+        -math.log(0.8), rel=1e-6
+    )
+    assert float(renyi_entropy(values)) < float(entanglement_entropy(values))
+    # Product state and zero tensor: 0, with finite gradients.
+    for spectrum in (jnp.array([2.0, 0.0, 0.0]), jnp.zeros(3)):
+        assert float(renyi_entropy(spectrum)) == 0.0
+        gradient = jax.grad(lambda s: renyi_entropy(s))(spectrum)
+        assert np.all(np.isfinite(np.asarray(gradient)))
+    # Jittable and vmappable.
+    batch = jnp.array([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(
+        jax.jit(jax.vmap(renyi_entropy))(batch), [math.log(2), 0.0], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"order": 1}, ValueError, "order must be positive and not 1"),
+        ({"order": 0}, ValueError, "order must be positive"),
+        ({"order": "2"}, TypeError, "order must be a number"),
+        ({"base": 1}, ValueError, "base"),
+    ],
+)
+def test_renyi_entropy_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        renyi_entropy(jnp.ones(2), **kwargs)
+
+
+_PURITY_CASES = [
+    (jc.ModeTree.balanced(8), 3, (2, 3, 2)),
+    (jc.ModeTree.image(4, 4), 2, (3, 4)),
+    (jc.ModeTree.image(4, 4, "mirror"), 2, (3, 4)),
+    (jc.ModeTree.balanced(9, 3), 2, (3, 2)),
+    (jc.ModeTree.shallow(5), 3, (4,)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(_PURITY_CASES)))
+@pytest.mark.parametrize("sharing", ["none", "full"])
+@pytest.mark.parametrize("sign", ["signed", "positive"])
+def test_exact_purity_matches_materialised_svd(case, sharing, sign):
+    tree, num_descriptors, widths = _PURITY_CASES[case]
+    rng = np.random.default_rng(case)
+    with jax.enable_x64(True):
+        params = jc.init_decomposition(
+            jax.random.key(case),
+            tree,
+            num_descriptors=num_descriptors,
+            widths=widths,
+            num_outputs=2,
+            sharing=sharing,
+            dtype=jnp.float64,
+        )
+        if sign == "positive":
+            params = tuple(jnp.abs(p) for p in params)
+        tensor = np.asarray(_coefficient(params, tree))
+        for _ in range(4):
+            size = int(rng.integers(1, tree.num_modes))
+            rows = sorted(rng.choice(tree.num_modes, size, replace=False).tolist())
+            result = exact_purity(params, tree, rows)
+            assert result.log_purity.dtype == jnp.float64
+            for output in range(2):
+                assert math.exp(float(result.log_purity[output])) == pytest.approx(
+                    _numpy_purity(tensor[output], rows), rel=1e-10
+                )
+            np.testing.assert_allclose(
+                result.log_norm,
+                np.log(np.linalg.norm(tensor.reshape(2, -1), axis=1)),
+                rtol=1e-10,
+            )
+
+
+def test_exact_purity_agrees_with_exact_spectrum_and_bounds_it():
+    # A 16×16 square-pooled network: halves and a block are within reach of
+    # exact_spectrum; there S_2 from the purity equals S_2 of the spectrum and
+    # lies below the entanglement entropy.
+    tree = jc.ModeTree.image(16, 16)
+    with jax.enable_x64(True):
+        params = jc.init_decomposition(
+            jax.random.key(7),
+            tree,
+            num_descriptors=2,
+            widths=(4, 5, 6, 7),
+            num_outputs=2,
+            dtype=jnp.float64,
+        )
+        pixels = np.arange(256).reshape(16, 16)
+        for rows in (pixels[:, :8].ravel(), pixels[4:8, 8:12].ravel()):
+            rows = rows.tolist()
+            spectrum = exact_spectrum(params, tree, rows)
+            purity = exact_purity(params, tree, rows)
+            for output in range(2):
+                values = spectrum.singular_values[output]
+                assert float(purity.renyi2_entropy()[output]) == pytest.approx(
+                    float(renyi_entropy(values)), rel=1e-6
+                )
+                assert float(purity.renyi2_entropy()[output]) <= float(
+                    entanglement_entropy(values)
+                )
+            np.testing.assert_allclose(purity.log_norm, spectrum.log_norm, rtol=1e-10)
+
+
+def test_exact_purity_of_mirror_halves_beyond_exact_spectrum():
+    # Mirror pooling over 32×32 pixels: the halves cut every first-level
+    # window (exact_spectrum refuses, cut dimension about 10^154), the purity
+    # does not. With the same weights at every node (full sharing) and copies
+    # of them per node (no sharing), the results agree: the second run
+    # computes every node, the first reuses equal subtrees.
+    tree = jc.ModeTree.image(32, 32, "mirror")
+    rng = np.random.default_rng(3)
+    sizes = (2, 3, 3, 3, 3, 3)
+    shared = tuple(
+        rng.normal(size=(1, sizes[level + 1], sizes[level]))
+        for level in range(tree.depth)
+    ) + (rng.normal(size=(1, 2, 3)),)
+    per_node = tuple(
+        np.repeat(w, tree.num_nodes(level), axis=0) for level, w in enumerate(shared)
+    )
+    left = [row * 32 + col for row in range(32) for col in range(16)]
+    with pytest.raises(ValueError, match="cut dimension"):
+        exact_spectrum(shared, tree, left)
+    one, other = exact_purity(shared, tree, left), exact_purity(per_node, tree, left)
+    np.testing.assert_allclose(one.log_purity, other.log_purity, rtol=1e-5)
+    entropy = np.asarray(one.renyi2_entropy())
+    bound = jc.min_cut_bound(tree, (3,) * 5, 2, left).bound
+    assert np.all(entropy > 0) and np.all(entropy <= math.log(bound))
+
+
+def test_exact_purity_log_space_and_zero_tensor():
+    tree = jc.ModeTree.image(4, 4, "mirror")
+    with jax.enable_x64(True):
+        log_params = jc.init_decomposition(
+            jax.random.key(1),
+            tree,
+            num_descriptors=2,
+            widths=(3, 3),
+            num_outputs=2,
+            dtype=jnp.float64,
+        )
+        log_params = tuple(3.0 * p + 20.0 for p in log_params)
+        rows = (0, 1, 4, 5, 8, 9, 12, 13)
+        from_log = exact_purity(log_params, tree, rows, space="log")
+        linear = exact_purity(tuple(jnp.exp(p) for p in log_params), tree, rows)
+        np.testing.assert_allclose(from_log.log_purity, linear.log_purity, rtol=1e-10)
+        np.testing.assert_allclose(from_log.log_norm, linear.log_norm, rtol=1e-10)
+        zero = (*log_params[:-1], jnp.zeros_like(log_params[-1]))
+        result = exact_purity(zero, tree, rows)
+        np.testing.assert_array_equal(result.renyi2_entropy(), 0.0)
+    assert np.all(np.asarray(result.log_purity) == -np.inf)
+    assert np.all(np.asarray(result.log_norm) == -np.inf)
+
+
+@pytest.mark.parametrize(
+    "rows, kwargs, error, message",
+    [
+        ((), {}, ValueError, "empty"),
+        ((0, 0), {}, ValueError, "repeats"),
+        ((16,), {}, ValueError, "0 … 15"),
+        (tuple(range(16)), {}, ValueError, "proper subset"),
+        ((0,), {"outputs": (5,)}, ValueError, r"outputs\[0\] = 5 is out of range"),
+        ((0,), {"space": "exp"}, ValueError, "space"),
+        ((0,), {"max_entries": 80}, ValueError, r"r\^4 = 81 .* max_entries=80"),
+        ((0,), {"max_entries": 1.0}, TypeError, "max_entries must be an int"),
+    ],
+)
+def test_exact_purity_bad_input(rows, kwargs, error, message):
+    tree = jc.ModeTree.image(4, 4, "mirror")
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(3, 3), num_outputs=2
+    )
+    with pytest.raises(error, match=message):
+        exact_purity(params, tree, rows, **kwargs)
+    with pytest.raises(ValueError, match="params"):
+        exact_purity(params[:-1], tree, (0,))
