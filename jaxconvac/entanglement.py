@@ -250,6 +250,7 @@ def exact_spectrum(
     max_cut_dimension: int = 4096,
     outputs: Iterable[int] | None = None,
     max_entries: int = 2**27,
+    rank_rtol: float | None = None,
 ) -> ExactSpectrum:
     """Singular values of a network's matricized coefficient tensors, exactly.
 
@@ -286,8 +287,9 @@ def exact_spectrum(
     ``r_out`` times its traced side's dimension).
 
     The *cut dimension* is the size of the final eigenproblem (the tracked
-    side's dimension: the product of the tracked pieces' dimensions), or of
-    an intermediate partial trace if one is larger; it bounds the rank from
+    side's dimension: the product of the tracked pieces' dimensions, each
+    the numerical rank of its Gram matrix, see ``rank_rtol``), or of an
+    intermediate partial trace if one is larger; it bounds the rank from
     above, and time grows as its cube. A separate guard, ``max_entries``,
     refuses plans whose largest intermediate array would exceed it.
 
@@ -319,6 +321,13 @@ def exact_spectrum(
         root's outputs; ``None`` for all. The time is linear in their number.
       max_entries: the largest intermediate array (``float64`` entries) to
         allow; the default is 1 GiB.
+      rank_rtol: the pure nodes' channel spaces are cut to their numerical
+        rank: the Gram matrix eigenvalues above ``rank_rtol`` times the
+        largest (by default ``r · eps`` for an ``r × r`` Gram matrix, the
+        level at which a computed Gram matrix's eigenvalues are noise). A
+        trained network's nodes often span far fewer than ``r`` dimensions, so
+        its cut dimension — and time — can be far below the bound from the
+        widths. ``0`` keeps the proven bounds only.
 
     Returns:
       An :class:`ExactSpectrum`.
@@ -352,7 +361,22 @@ def exact_spectrum(
     sizes = (weights[0].shape[2], *(w.shape[1] for w in weights))
     tracked = np.zeros(tree.num_modes, bool)
     tracked[list(rows)] = True
-    plans = [_plan(tree, side, sizes, len(selected)) for side in (tracked, ~tracked)]
+    if rank_rtol is not None and (
+        isinstance(rank_rtol, bool)
+        or not isinstance(rank_rtol, int | float)
+        or not 0 <= rank_rtol < 1
+    ):
+        raise ValueError(
+            f"rank_rtol must be None or a number in [0, 1), got {rank_rtol!r}."
+        )
+    grams, gram_logs = _pure_grams(weights, tree)
+    joint_rank = None
+    if rank_rtol is None or rank_rtol > 0:
+        joint_rank = _JointRank(grams, rank_rtol)
+    plans = [
+        _plan(tree, side, sizes, len(selected), joint_rank)
+        for side in (tracked, ~tracked)
+    ]
     plan = min(
         plans,
         key=lambda p: (
@@ -376,7 +400,6 @@ def exact_spectrum(
             "raise max_entries if the memory is there."
         )
 
-    grams, gram_logs = _pure_grams(weights, tree)
     contraction = _Contraction(weights, tree, plan, grams, gram_logs)
     eigenvalues, root_logs = contraction.run(selected)
     totals = eigenvalues.sum(axis=1)
@@ -482,27 +505,74 @@ def _normalise(grams: np.ndarray, logs: np.ndarray):
         return grams / safe[:, None, None], logs + np.log(np.maximum(largest, 0.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class _LevelGrams:
+    """One level's Gram matrices: the distinct ones and each node's index."""
+
+    distinct: np.ndarray  # (num_distinct, r, r)
+    ids: np.ndarray  # (num_nodes,)
+
+    def __getitem__(self, node):
+        return self.distinct[self.ids[node]]
+
+
 def _pure_grams(weights, tree):
     """Normalised Gram matrices of every node's channel tensors, level by level.
 
-    The root's level is left out: its Gram matrices are never needed.
+    The root's level is left out: its Gram matrices are never needed. Nodes
+    whose subtrees carry the same weights (under ``"full"`` or ``"per_tap"``
+    sharing, all nodes of a level, or one per tap) are computed once: each
+    level keeps its distinct Gram matrices and an index of every node into
+    them (a :class:`_LevelGrams`); the logs come per node.
     """
-    leaf = _node_weights(weights[0], tree.num_modes)
+    groups = weights[0].shape[0]
+    ids = np.arange(tree.num_modes) % groups  # Leaf -> distinct subtree.
+    distinct = weights[0][np.arange(groups)]
     gram, logs = _normalise(
-        np.einsum("nam,nbm->nab", leaf, leaf), np.zeros(tree.num_modes)
+        np.einsum("nam,nbm->nab", distinct, distinct), np.zeros(groups)
     )
-    grams, gram_logs = [gram], [logs]
+    grams, gram_logs = [_LevelGrams(gram, ids)], [logs[ids]]
     for level, window in enumerate(tree.windows[:-1], start=1):
         nodes = tree.num_nodes(level)
-        children = grams[-1].reshape(nodes, window, *grams[-1].shape[1:])
-        pooled = np.prod(children, axis=1)
-        logs = gram_logs[-1].reshape(nodes, window).sum(axis=1)
-        node_w = _node_weights(weights[level], nodes)
+        # A node's subtree: its own weight group and its children's subtrees.
+        signature = np.concatenate(
+            [
+                (np.arange(nodes) % weights[level].shape[0])[:, None],
+                ids.reshape(nodes, window),
+            ],
+            axis=1,
+        )
+        unique, ids = np.unique(signature, axis=0, return_inverse=True)
+        ids = ids.reshape(-1)
+        children = unique[:, 1:]  # Distinct ids of the level below.
+        previous, previous_logs = gram, logs
+        pooled = np.prod(previous[children], axis=1)
+        logs = previous_logs[children].sum(axis=1)
+        node_w = weights[level][unique[:, 0]]
         gram = node_w @ pooled @ np.swapaxes(node_w, 1, 2)
         gram, logs = _normalise(gram, logs)
-        grams.append(gram)
-        gram_logs.append(logs)
+        grams.append(_LevelGrams(gram, ids))
+        gram_logs.append(logs[ids])
     return grams, gram_logs
+
+
+class _JointRank:
+    """Numerical ranks of entry-wise products of pure nodes' Gram matrices."""
+
+    def __init__(self, grams, rtol):
+        self.grams, self.rtol, self.cache = grams, rtol, {}
+
+    def __call__(self, level: int, children: tuple[int, ...]) -> int:
+        if (level, children) not in self.cache:
+            product = np.prod(self.grams[level][list(children)], axis=0)
+            eigenvalues = np.linalg.eigvalsh(product)
+            rtol = self.rtol
+            if rtol is None:
+                rtol = product.shape[0] * np.finfo(np.float64).eps
+            largest = eigenvalues[-1]
+            rank = int(np.sum(eigenvalues > rtol * largest)) if largest > 0 else 0
+            self.cache[level, children] = max(rank, 1)
+        return self.cache[level, children]
 
 
 class _NodeDims(NamedTuple):
@@ -531,9 +601,18 @@ class _Plan:
 
 
 def _plan(
-    tree: ModeTree, tracked: np.ndarray, sizes: tuple[int, ...], num_selected: int
+    tree: ModeTree,
+    tracked: np.ndarray,
+    sizes: tuple[int, ...],
+    num_selected: int,
+    joint_rank=None,
 ) -> _Plan:
-    """Dimensions and cost of the computation when ``tracked`` are the rows."""
+    """Dimensions and cost of the computation when ``tracked`` are the rows.
+
+    ``joint_rank(level, children)``, where given, is the numerical rank of the
+    entry-wise product of the Gram matrices of those pure ``children`` (nodes
+    of ``level``); it can only lower the proven bounds used otherwise.
+    """
     in_order = tracked[np.asarray(tree.order)]
     kinds, pure_dims = [], []
     for level in range(tree.depth + 1):
@@ -551,9 +630,11 @@ def _plan(
             side_dims = []
             for side in (1, 0):
                 count = int(np.sum(child_kinds == side))
-                side_dims.append(
-                    min(r_in, pure_dims[level - 1] ** count) if count else 1
-                )
+                dim = min(r_in, pure_dims[level - 1] ** count) if count else 1
+                if count and joint_rank is not None:
+                    pure = node * window + np.flatnonzero(child_kinds == side)
+                    dim = min(dim, joint_rank(level - 1, tuple(pure.tolist())))
+                side_dims.append(dim)
             rows, cols = side_dims
             for child in np.flatnonzero(child_kinds == 2):
                 child_dims = dims[level - 1, int(node * window + child)]
@@ -1000,7 +1081,7 @@ def exact_purity(
 
     pooled, pooled_log = pooled_tensor(tree.depth, 0)
     window = tree.windows[-1]
-    gram = np.prod(grams[-1].reshape(window, *grams[-1].shape[1:]), axis=0)
+    gram = np.prod(grams[-1][np.arange(window)], axis=0)
     gram_log = float(np.sum(gram_logs[-1]))
     root = weights[-1][0]
     purities, log_norms = [], []

@@ -339,6 +339,11 @@ def test_astronomical_cuts_are_refused_with_their_size_not_an_overflow():
     with pytest.raises(
         ValueError, match=r"cut dimension of this partition is about 10\^154"
     ):
+        exact_spectrum(params, tree, left, rank_rtol=0)
+    # The numerical ranks of the cut windows' Gram matrices lower it, not enough.
+    with pytest.raises(
+        ValueError, match=r"cut dimension of this partition is about 10\^1[0-5]\d"
+    ):
         exact_spectrum(params, tree, left)
 
 
@@ -750,3 +755,43 @@ def test_exact_purity_bad_input(rows, kwargs, error, message):
         exact_purity(params, tree, rows, **kwargs)
     with pytest.raises(ValueError, match="params"):
         exact_purity(params[:-1], tree, (0,))
+
+
+def test_exact_spectrum_cuts_pure_nodes_to_their_numerical_rank():
+    # Level-1 weights of rank 2 (4 channels): each pair of leaves spans 2
+    # dimensions, not the 4 of the widths. Two far pairs: cut dimension 2 · 2
+    # instead of 4 · 4, and the same spectrum as the proven plan and the SVD.
+    tree = jc.ModeTree.balanced(16)
+    rng = np.random.default_rng(4)
+    sizes = (2, 3, 4, 4, 3)
+    params = [rng.normal(size=(1, sizes[1], sizes[0]))]
+    params.append(rng.normal(size=(1, 4, 2)) @ rng.normal(size=(1, 2, 3)))
+    params += [rng.normal(size=(1, sizes[3], sizes[2])), rng.normal(size=(1, 3, 4))]
+    params.append(rng.normal(size=(1, 2, 3)))
+    rows = (0, 1, 8, 9)
+    numerical = exact_spectrum(params, tree, rows)
+    proven = exact_spectrum(params, tree, rows, rank_rtol=0)
+    assert (numerical.cut_dimension, proven.cut_dimension) == (4, 16)
+    with jax.enable_x64(True):
+        tensor = np.asarray(_coefficient(tuple(params), tree))
+    for output in range(2):
+        reference = np.linalg.svd(
+            _numpy_matricize(tensor[output], rows), compute_uv=False
+        )
+        reference = reference / np.linalg.norm(reference)
+        for spectrum in (numerical, proven):
+            _assert_same_spectrum(
+                np.asarray(spectrum.singular_values[output], np.float64),
+                reference,
+                atol=2e-6,
+            )
+
+
+@pytest.mark.parametrize("rank_rtol", [-1e-3, 1.0, "1e-8", True])
+def test_exact_spectrum_bad_rank_rtol(rank_rtol):
+    tree = jc.ModeTree.balanced(4)
+    params = jc.init_decomposition(
+        jax.random.key(0), tree, num_descriptors=2, widths=(2, 2), num_outputs=1
+    )
+    with pytest.raises(ValueError, match=r"rank_rtol must be None or a number in"):
+        exact_spectrum(params, tree, (0,), rank_rtol=rank_rtol)
