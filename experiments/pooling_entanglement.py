@@ -2,26 +2,37 @@
 
 The measured counterpart of the pooling-geometry rank argument: for each deep
 ConvAC that ``experiments/pooling_geometry.py`` trained (task × geometry), the
-exact Schmidt spectrum of its class coefficient tensors ``A^y`` across pixel
-partitions of the 32×32 image, from ``jc.exact_spectrum`` (Gram propagation
-through the tree, never the ``2^1024``-entry tensor), with the entanglement
-entropy (``jc.entanglement_entropy``, nats), the Schmidt number at
-``rtol = 1e-7`` (the Gram method resolves singular values down to about
-``1.5e-8 · σ_max``), and the min-cut bound on the rank from the widths
-(``jc.min_cut_bound``; ``ln`` of it is the largest entropy the widths allow).
+entanglement of its class coefficient tensors ``A^y`` across pixel partitions
+of the 32×32 image, computed exactly over the tree (never the ``2^1024``-entry
+tensor):
+
+* the Rényi-2 entropy ``S_2 = −ln Σ_k p_k²`` (nats) from ``jc.exact_purity``,
+  a four-copy contraction of the network that costs the same whatever the
+  partition, so it is exact for both geometries. It is a lower bound on the
+  von Neumann entropy, and ``exp(S_2)`` a lower bound on the Schmidt number
+  (the rank); the script works with ``S_2 / ln 10`` (the bound's power of
+  ten), never with ``exp(S_2)`` itself, which overflows beyond ~709 nats;
+* where ``jc.exact_spectrum`` can do it (cut dimension at most
+  ``max_cut_dimension``), the Schmidt spectrum itself: the von Neumann
+  entropy (``jc.entanglement_entropy``, nats), ``S_2`` from the spectrum
+  (``jc.renyi_entropy``, a check on the purity) and the Schmidt number at
+  ``rtol = 1e-7`` (the Gram method resolves singular values down to about
+  ``1.5e-8 · σ_max``);
+* the min-cut bound on the rank from the widths (``jc.min_cut_bound``; ``ln``
+  of it is the largest entropy of any order that the widths allow).
 
 Partitions: ``left/right`` (columns 0–15), ``top/bottom`` (rows 0–15) and
 ``quadrant`` (the top-left 16×16 block against the rest). Square pooling keeps
 each of them a union of tree nodes (cheap, and a small bound); mirror pooling
 splits every one of its first-level windows across all three, so the cut
-dimension explodes and the exact spectrum is refused beyond
-``max_cut_dimension``; the table then says so and gives the bound alone.
+dimension explodes and ``exact_spectrum`` refuses (a ``ValueError`` giving the
+cut dimension); the table then says so and gives ``S_2`` and the bound.
 
-Because the mirror network's exact spectra across these partitions are out of
-reach, the script also measures *slices*: with indicator descriptors the score
-of a binary image is an entry of ``A^y``, so fixing every pixel but ``k`` on
-each side of the partition to a background image and enumerating the ``2^k``
-values of each side gives a ``2^k × 2^k`` submatrix of ``[[A^y]]_I``. Its rank
+As a direct check that needs neither method, the script also measures
+*slices*: with indicator descriptors the score of a binary image is an entry
+of ``A^y``, so fixing every pixel but ``k`` on each side of the partition to a
+background image and enumerating the ``2^k`` values of each side gives a
+``2^k × 2^k`` submatrix of ``[[A^y]]_I``. Its rank
 is a lower bound on the Schmidt number across the partition, for both
 geometries alike. The free pixels straddle the boundary: ``(r, 15) | (r, 16)``
 for rows ``r = 10 … 15`` (inside the top-left quadrant against outside, so the
@@ -97,27 +108,53 @@ def load_params(path: pathlib.Path) -> tuple[np.ndarray, ...]:
 
 
 def measure(params, tree, rows, max_cut_dimension: int) -> dict[str, Any]:
-    """Exact entropies per class (or why not) and the min-cut bound."""
+    """Exact entanglement per class across one partition, and the min-cut bound.
+
+    Args:
+      params: the ``(W_0, …, W_L)`` log-weights of a trained network.
+      tree: its mode tree.
+      rows: the row modes ``I`` of the partition.
+      max_cut_dimension: passed to ``jc.exact_spectrum``.
+
+    Returns:
+      ``min_cut_bound`` and ``ln_bound``; ``renyi2`` (``S_2`` per class, nats,
+      from ``jc.exact_purity``), ``log10_schmidt_lower_bound`` (``S_2 / ln 10``:
+      ``exp(S_2) = 10^that`` bounds the Schmidt number from below) and
+      ``purity_seconds``; then either ``refused`` (why ``exact_spectrum`` did
+      not run) or ``cut_dimension``, ``entropy`` (von Neumann, nats),
+      ``renyi2_from_spectrum``, ``schmidt_number`` and ``spectrum_seconds``.
+    """
     widths = [w.shape[1] for w in params[:-1]]
     bound = jc.min_cut_bound(tree, widths, params[0].shape[2], rows).bound
     record: dict[str, Any] = {"min_cut_bound": bound, "ln_bound": math.log(bound)}
+    start = time.perf_counter()
+    purity = jc.exact_purity(params, tree, rows, space="log")
+    renyi2 = [float(s) for s in np.asarray(purity.renyi2_entropy())]
+    record["renyi2"] = renyi2
+    record["log10_schmidt_lower_bound"] = [s / math.log(10) for s in renyi2]
+    record["purity_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     try:
         spectrum = jc.exact_spectrum(
             params, tree, rows, space="log", max_cut_dimension=max_cut_dimension
         )
-    except (ValueError, OverflowError) as error:
+    except ValueError as error:
+        # exact_purity has validated the same params and partition, so this
+        # is the cut-dimension (or memory) limit refusing the spectrum.
         record["refused"] = f"{type(error).__name__}: {error}"
         return record
     record["cut_dimension"] = int(spectrum.cut_dimension)
     record["entropy"] = [
         float(jc.entanglement_entropy(values)) for values in spectrum.singular_values
     ]
+    record["renyi2_from_spectrum"] = [
+        float(jc.renyi_entropy(values, 2)) for values in spectrum.singular_values
+    ]
     record["schmidt_number"] = [
         int(jc.schmidt_number(values, rtol=SCHMIDT_RTOL))
         for values in spectrum.singular_values
     ]
-    record["seconds"] = time.perf_counter() - start
+    record["spectrum_seconds"] = time.perf_counter() - start
     return record
 
 
@@ -255,24 +292,48 @@ def run(config: dict[str, Any], workdir: pathlib.Path) -> dict[str, Any]:
     return summary
 
 
+def format_nats(value: float) -> str:
+    """An entropy in nats: two decimals, or scientific below 0.01."""
+    return f"{value:.2e}" if abs(value) < 0.01 else f"{value:.2f}"
+
+
+def format_power(log10_value: float) -> str:
+    """``10^log10_value`` as ``m.me+XX`` (or plainly below ``10^4``), from its log.
+
+    Never forms the number itself, so ``10^500`` prints as ``1.00e+500``.
+    """
+    if log10_value < 4:
+        return f"{10.0**log10_value:.4g}"
+    exponent = math.floor(log10_value)
+    mantissa = round(10.0 ** (log10_value - exponent), 2)
+    if mantissa >= 10:
+        mantissa, exponent = mantissa / 10, exponent + 1
+    return f"{mantissa:.2f}e+{exponent:02d}"
+
+
 def format_table(rows: list[dict]) -> str:
     """Markdown, one line per trained network and partition."""
     lines = [
-        "| task | geometry | partition | entropy y=0 / y=1 (nats) | Schmidt number "
-        "y=0 / y=1 | min-cut bound (ln) | cut dim. |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| task | geometry | partition | S_2 y=0 / y=1 (nats) | rank ≥ exp(S_2) "
+        "y=0 / y=1 | von Neumann y=0 / y=1 (nats) | Schmidt number y=0 / y=1 | "
+        "min-cut bound (ln) | cut dim. |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        bound = f"{row['min_cut_bound']:.3g} ({row['ln_bound']:.1f})"
+        bound = (
+            f"{format_power(row['ln_bound'] / math.log(10))} ({row['ln_bound']:.1f})"
+        )
+        renyi2 = " / ".join(format_nats(s) for s in row["renyi2"])
+        lower = " / ".join(format_power(p) for p in row["log10_schmidt_lower_bound"])
         if "refused" in row:
             measured, schmidt, cut = "not computed", "—", "above limit"
         else:
-            measured = " / ".join(f"{e:.2e}" for e in row["entropy"])
+            measured = " / ".join(format_nats(e) for e in row["entropy"])
             schmidt = " / ".join(str(s) for s in row["schmidt_number"])
             cut = str(row["cut_dimension"])
         lines.append(
-            f"| {row['task']} | {row['geometry']} | {row['partition']} | "
-            f"{measured} | {schmidt} | {bound} | {cut} |"
+            f"| {row['task']} | {row['geometry']} | {row['partition']} | {renyi2} | "
+            f"{lower} | {measured} | {schmidt} | {bound} | {cut} |"
         )
     return "\n".join(lines)
 

@@ -193,13 +193,26 @@ def test_smoke_run_through_the_cli_writes_its_outputs_and_resumes(
     # Mirror pooling splits every first-level window across all three
     # partitions: min-cut bound 4^256 for halves, 4^128 for the quadrant.
     assert [r["min_cut_bound"] for r in measured["rows"]] == [4**256] * 2 + [4**128]
-    assert all("refused" in r for r in measured["rows"])
+    # ... so exact_spectrum refuses all three, and the exact Rényi-2 entropy
+    # from the purity is the measure there: finite, non-negative up to
+    # rounding, within the bound, and its power of ten is S_2 / ln 10.
+    assert all(
+        "refused" in r and "cut dimension" in r["refused"] for r in measured["rows"]
+    )
+    for row in measured["rows"]:
+        assert len(row["renyi2"]) == 2 and np.isfinite(row["renyi2"]).all()
+        for s2, log10 in zip(
+            row["renyi2"], row["log10_schmidt_lower_bound"], strict=True
+        ):
+            assert -1e-5 <= s2 <= row["ln_bound"]
+            assert log10 == pytest.approx(s2 / np.log(10))
     assert [s["slice_matrix"] for s in measured["slices"]] == [[64, 64]] * 2
     for row in measured["slices"]:
         assert 1 <= row["slice_rank_min"] <= row["slice_rank_max"] <= 64
-    assert "| symmetry | mirror | top/bottom | 64×64 |" in (
-        (tmp_path / "ent" / "table.md").read_text()
-    )
+    table = (tmp_path / "ent" / "table.md").read_text()
+    assert "| symmetry | mirror | top/bottom | 64×64 |" in table
+    assert "| S_2 y=0 / y=1 (nats) | rank ≥ exp(S_2) y=0 / y=1 |" in table
+    assert "| not computed | — | 1.34e+154 (354.9) | above limit |" in table
 
 
 def test_bad_grid_and_measurement_settings_are_refused(geometry_script, tmp_path):
@@ -242,6 +255,47 @@ def test_rank_script_meets_the_bounds(tmp_path):
         assert found[key]["ranks"] == [rank]
         assert found[key]["min_cut_bound"] == rank
     assert summary["all_within_bounds"] and summary["all_certified"]
+
+
+@pytest.mark.parametrize("geometry", ["square", "mirror"])
+def test_measure_bounds_the_spectrum_by_the_exact_renyi2_entropy(geometry):
+    # A 4×4 image network is small enough for exact_spectrum across every
+    # partition, square or mirror pooled: the purity's S_2 must equal the
+    # spectrum's, lie below the von Neumann entropy and ln(min-cut bound), and
+    # exp(S_2) below the Schmidt number.
+    entanglement = load_script("pooling_entanglement")
+    tree = jc.ModeTree.image(4, 4, geometry)
+    params = jc.init_decomposition(
+        jax.random.key(1), tree, num_descriptors=2, widths=(3, 3), num_outputs=2
+    )
+    for name, rows in entanglement.partitions(4).items():
+        found = entanglement.measure(params, tree, rows, max_cut_dimension=4096)
+        assert "refused" not in found, name
+        np.testing.assert_allclose(
+            found["renyi2"], found["renyi2_from_spectrum"], rtol=1e-4, atol=1e-6
+        )
+        for s2, entropy, schmidt in zip(
+            found["renyi2"], found["entropy"], found["schmidt_number"], strict=True
+        ):
+            assert 0 < s2 <= entropy + 1e-6, name  # entangled, and a bound
+            assert s2 <= found["ln_bound"] + 1e-6
+            assert np.exp(s2) <= schmidt * (1 + 1e-6)
+    # The limit refuses the spectrum (naming the cut dimension); S_2 remains.
+    refused = entanglement.measure(
+        params, tree, entanglement.partitions(4)["left/right"], max_cut_dimension=1
+    )
+    assert "cut dimension" in refused["refused"] and "entropy" not in refused
+    assert np.isfinite(refused["renyi2"]).all()
+
+
+def test_powers_of_ten_print_from_their_logarithm():
+    entanglement = load_script("pooling_entanglement")
+    assert entanglement.format_power(0.0) == "1"
+    assert entanglement.format_power(np.log10(2.5)) == "2.5"
+    assert entanglement.format_power(12.6) == "3.98e+12"
+    assert entanglement.format_power(12.99999) == "1.00e+13"
+    # exp(1000 nats) overflows a float; its power of ten does not.
+    assert entanglement.format_power(1000 / np.log(10)) == "1.97e+434"
 
 
 def test_slices_enumerate_a_submatrix_of_the_matricization():
