@@ -6,26 +6,29 @@ widths of its late levels across long-range ones; so at a fixed parameter
 budget, a network wide at the base suits a task decided by local structure
 and one wide at the tip a task decided by structure spread over the image.
 
-Two tasks built from scikit-learn's 8×8 digits on a 32×32 canvas, binarised
-(``M = 2`` indicator descriptors):
+Two tasks built from scikit-learn's 8×8 digits on a 32×32 canvas, binarised:
 
-* *local*: the 8×8 digit pasted at a random position **on the 8-pixel grid**
-  (rows and columns 0, 8, 16 or 24: 16 positions, so the digit always fills
-  exactly one 8×8 node of the pooling tree; every training digit
-  ``placements`` times, every test digit once). ``data.stride = 1`` gives
-  any of the 625 positions instead (not learnable by these networks in this
-  budget; see the README);
+* *local*: the 8×8 digit pasted at a random position, **any** of the 625
+  (top-left corner in ``[0, 24]²``; ``data.stride = 8`` restricts it to the
+  16 corners of the 8-pixel grid, where the digit fills exactly one 8×8 node
+  of the pooling tree). Training draws a fresh position for every digit at
+  every step (:func:`make_shift`); every test digit is placed once;
 * *global*: the digit upscaled (bilinear) to fill the canvas.
 
 Two deep log-space ConvACs over ``ModeTree.image(32, 32)`` (five levels of
-2×2 square pooling, ``per_tap`` sharing, log-softmax normalised weights):
-*wide-base* ``(16, 32, 64, 16, 12)`` and *wide-tip* ``(4, 8, 16, 46, 60)``,
-parameter counts within 1 % (15 352 and 15 256). Both keep every width at
-least ``Y = 10`` from the level that holds a whole local digit up: a
-normalised ConvAC's class scores are mixtures over the channels below the
-root, and with fewer channels than classes neither network can separate all
-ten classes whatever its base. Each is trained on each task (same steps,
-batch, Adam, cosine schedule). The script reports test accuracy per task ×
+2×2 square pooling, ``per_tap`` sharing, log-softmax normalised weights)
+behind one shared kind of representation layer, :class:`PatchCodes`: each
+pixel's descriptors are a learned soft code (``M = 8``) of the 3×3 patch
+around it (``representation.kind = "indicator"``: the binary pixel itself,
+``M = 2``, which reached only 24–37 % validation accuracy on the
+any-position task in every setting tried; see the README). *wide-base*
+``(16, 32, 64, 16, 12)`` and *wide-tip* ``(4, 8, 16, 46, 62)``: 15 736 and
+15 740 ConvAC weights (plus 80 in the representation, the same for both).
+Both keep every width at least ``Y = 10`` from level 3 up: a normalised
+ConvAC's class scores are mixtures over the channels below the root, and
+with fewer channels than classes neither network can separate all ten
+classes whatever its base. Each is trained on each task (same steps, batch,
+Adam, cosine schedule). The script reports test accuracy per task ×
 architecture (or, with ``data.validation``, accuracy on a validation split
 carved from the training digits: the split the settings were chosen on), and
 for every trained network, across short-range partitions (2×2, 4×4 and 8×8
@@ -33,7 +36,8 @@ blocks, each one tree node) and long-range ones (left/right and top/bottom
 halves): the min-cut bound (:func:`~jaxconvac.min_cut_bound`, the same for
 every weight setting) and the exact entanglement entropy of the trained
 coefficient tensors (:func:`~jaxconvac.exact_spectrum` →
-:func:`~jaxconvac.entanglement_entropy`), averaged over the 10 class tensors.
+:func:`~jaxconvac.entanglement_entropy`), averaged over the 10 class
+tensors.
 
 Command (from the repository root)::
 
@@ -62,6 +66,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 from flax import nnx
@@ -94,15 +99,17 @@ def get_config(preset: str = "full") -> dict[str, Any]:
         smoke run on a few images).
 
     Returns:
-      A dict: ``seed``, ``data`` (``placements``: random positions per local
-      training digit; ``stride``: local positions are the multiples of it
-      (``8``: the 8-pixel grid, ``1``: anywhere); ``threshold``: the
-      binarisation cut, a fraction of the maximal intensity;
-      ``max_train``/``max_test``: keep that many digits, ``None`` for all;
-      ``validation``: evaluate on a validation split of the training digits
-      instead of the test digits), ``sharing``, ``architectures`` (name →
-      widths), ``train`` (:class:`~jaxconvac.training.TrainConfig` fields
-      but the seed) and ``progress`` (progress bars while training).
+      A dict: ``seed``, ``data`` (``stride``: local positions are the
+      multiples of it (``1``: anywhere, ``8``: the 8-pixel grid);
+      ``threshold``: the binarisation cut, a fraction of the maximal
+      intensity; ``max_train``/``max_test``: keep that many digits, ``None``
+      for all; ``validation``: evaluate on a validation split of the training
+      digits instead of the test digits), ``representation`` (``kind``:
+      ``"patch"`` for :class:`PatchCodes` of ``size × size`` patches with
+      ``num_descriptors`` codes, or ``"indicator"`` for the binary pixel),
+      ``sharing``, ``architectures`` (name → widths), ``train``
+      (:class:`~jaxconvac.training.TrainConfig` fields but the seed) and
+      ``progress`` (progress bars while training).
     """
     if preset not in ("full", "quick"):
         raise ValueError(f"preset must be 'full' or 'quick', got {preset!r}.")
@@ -110,25 +117,24 @@ def get_config(preset: str = "full") -> dict[str, Any]:
     return {
         "seed": 0,
         "data": {
-            "placements": 1 if quick else 3,
-            "stride": DIGIT,
+            "stride": 1,
             "threshold": 0.4,
             "max_train": 64 if quick else None,
             "max_test": 32 if quick else None,
             "validation": False,
         },
+        "representation": {"kind": "patch", "size": 3, "num_descriptors": 8},
         "sharing": "per_tap",
         "architectures": {
             # Widths r_0 … r_4: r_l is the number of channels of a node of
             # 2^l × 2^l pixels after its weights (r_0: one pixel, r_0 channels
             # product-pooled over a 2×2 block, so a 2×2 block can use up to 16).
-            # An 8×8 local digit lives on levels 0–3; r_3, r_4 >= Y = 10 in
-            # both (see the module docstring).
+            # r_3, r_4 >= Y = 10 in both (see the module docstring).
             "wide-base": [16, 32, 64, 16, 12] if not quick else [4, 4, 4, 2, 2],
-            "wide-tip": [4, 8, 16, 46, 60] if not quick else [2, 2, 2, 4, 4],
+            "wide-tip": [4, 8, 16, 46, 62] if not quick else [2, 2, 2, 4, 4],
         },
         "train": {
-            "steps": 8 if quick else 1500,
+            "steps": 8 if quick else 3000,
             "batch_size": 16 if quick else 64,
             "learning_rate": 0.03,
             "schedule": "cosine",
@@ -174,13 +180,11 @@ def make_local(
       ValueError: if ``stride`` is not a divisor of 8 or ``placements`` is
         not positive.
     """
-    if not isinstance(stride, int) or stride < 1 or DIGIT % stride:
-        raise ValueError(f"stride must be 1, 2, 4 or 8, got {stride!r}.")
+    corners = corner_positions(stride)
     if not isinstance(placements, int) or placements < 1:
         raise ValueError(f"placements must be a positive int, got {placements!r}.")
     count = len(digits) * placements
     canvas = np.zeros((count, CANVAS, CANVAS))
-    corners = np.arange(0, CANVAS - DIGIT + 1, stride)
     offsets = rng.choice(corners, size=(count, 2))
     index = np.repeat(np.arange(len(digits)), placements)
     for k, (row, col) in enumerate(offsets):
@@ -195,12 +199,58 @@ def make_global(digits: np.ndarray, threshold: float) -> np.ndarray:
     return _binarise(zoomed, threshold)
 
 
-def load_tasks(config: dict[str, Any], seed: int) -> dict[str, dict[str, tuple]]:
-    """``{task: {"train": (x, y), "test": (x, y)}}`` from one split of digits.
+def corner_positions(stride: int) -> np.ndarray:
+    """The rows (and columns) a local digit's top-left corner may take."""
+    if not isinstance(stride, int) or stride < 1 or DIGIT % stride:
+        raise ValueError(f"stride must be 1, 2, 4 or 8, got {stride!r}.")
+    return np.arange(0, CANVAS - DIGIT + 1, stride)
 
-    With ``config["data"]["validation"]`` the "test" pair is a stratified
-    validation split (20 %) of the training digits, and training uses the rest:
-    the test digits are not touched.
+
+def make_shift(stride: int):
+    """The local task's training augmentation: a fresh position per example.
+
+    The training images hold their digit at the top-left corner; every step
+    moves each one by its own draw of ``(rows, cols)`` from
+    :func:`corner_positions` (a roll of the canvas, exact as the digit stays
+    inside it). So training sees every digit at ever new positions instead of
+    a few fixed ones.
+
+    Args:
+      stride: as :func:`make_local`'s.
+
+    Returns:
+      ``augment(key, inputs) -> inputs`` for :func:`jaxconvac.training.train`,
+      on ``(batch, 32 * 32)`` images.
+
+    Raises:
+      ValueError: if ``stride`` is not a divisor of 8.
+    """
+    corners = jnp.asarray(corner_positions(stride))
+
+    def shift_one(key: jax.Array, image: jax.Array) -> jax.Array:
+        row, col = jax.random.choice(key, corners, (2,))
+        square = image.reshape(CANVAS, CANVAS)
+        return jnp.roll(square, (row, col), axis=(0, 1)).reshape(image.shape)
+
+    def augment(key: jax.Array, inputs: jax.Array) -> jax.Array:
+        keys = jax.random.split(key, inputs.shape[0])
+        return jax.vmap(shift_one)(keys, inputs)
+
+    return augment
+
+
+def load_tasks(config: dict[str, Any], seed: int) -> dict[str, dict[str, tuple]]:
+    """``{task: {"train": …, "train_eval": …, "test": …}}``, ``(x, y)`` pairs.
+
+    The local task's ``"train"`` images hold the digit at the top-left corner
+    (:func:`make_shift` places it anew at every step), ``"train_eval"`` puts
+    each training digit at one random position (the train accuracy is
+    measured there) and ``"test"`` each test digit. The global task's
+    ``"train_eval"`` is its ``"train"``. With ``config["data"]["validation"]``
+    the "test" pair is a stratified validation split (20 %) of the training
+    digits, and training uses the rest: the test digits are not touched.
+    Images are binary, int32 for the ``"indicator"`` representation and
+    float32 for ``"patch"``.
     """
     digits = load_digits()
     images = digits.images / 16.0
@@ -216,21 +266,134 @@ def load_tasks(config: dict[str, Any], seed: int) -> dict[str, dict[str, tuple]]
         train_x, train_y = train_x[: data["max_train"]], train_y[: data["max_train"]]
     if data["max_test"] is not None:
         test_x, test_y = test_x[: data["max_test"]], test_y[: data["max_test"]]
+    dtype = np.int32 if config["representation"]["kind"] == "indicator" else np.float32
     rng = np.random.default_rng(seed)
     threshold = data["threshold"]
     stride = data["stride"]
-    local_train, index = make_local(train_x, data["placements"], threshold, rng, stride)
+    corner = np.zeros((len(train_x), CANVAS, CANVAS))
+    corner[:, :DIGIT, :DIGIT] = train_x
+    train_eval, index = make_local(train_x, 1, threshold, rng, stride)
     local_test, test_index = make_local(test_x, 1, threshold, rng, stride)
+    global_train = make_global(train_x, threshold).astype(dtype)
+    train_y, test_y = train_y.astype(np.int32), test_y.astype(np.int32)
     return {
         "local": {
-            "train": (local_train, train_y[index].astype(np.int32)),
-            "test": (local_test, test_y[test_index].astype(np.int32)),
+            "train": (_binarise(corner, threshold).astype(dtype), train_y),
+            "train_eval": (train_eval.astype(dtype), train_y[index]),
+            "test": (local_test.astype(dtype), test_y[test_index]),
         },
         "global": {
-            "train": (make_global(train_x, threshold), train_y.astype(np.int32)),
-            "test": (make_global(test_x, threshold), test_y.astype(np.int32)),
+            "train": (global_train, train_y),
+            "train_eval": (global_train, train_y),
+            "test": (make_global(test_x, threshold).astype(dtype), test_y),
         },
     }
+
+
+# -- the networks -------------------------------------------------------------------
+
+
+class PatchCodes(nnx.Module):
+    """Learned descriptors of each pixel's neighbourhood: a soft code of its patch.
+
+    The local element at pixel ``i`` is the ``size × size`` patch around it
+    (zero outside the canvas), ``x_i``; its descriptors are
+    ``F[i, :] = softmax(x_i A + b)``, ``M`` non-negative values summing to 1,
+    with ``A``, ``b`` shared by all pixels (one representation layer, as in
+    SPEC §1). Returned as ``log F``, for a log-space ConvAC.
+
+    Attributes:
+      size: the patch side (odd: centred on the pixel).
+      kernel: ``A``, a parameter of shape ``(size * size, M)``.
+      bias: ``b``, a parameter of shape ``(M,)``.
+    """
+
+    log = True
+
+    def __init__(self, size: int, num_descriptors: int, *, rngs: nnx.Rngs):
+        """Draws ``A`` (normal, standard deviation 0.5); ``b = 0``.
+
+        Raises:
+          ValueError: for an even or non-positive ``size`` or a
+            ``num_descriptors`` below 2.
+        """
+        if not isinstance(size, int) or size < 1 or size % 2 == 0:
+            raise ValueError(f"size must be a positive odd int, got {size!r}.")
+        if not isinstance(num_descriptors, int) or num_descriptors < 2:
+            raise ValueError(
+                f"num_descriptors must be an int >= 2, got {num_descriptors!r}."
+            )
+        self.size = size
+        shape = (size * size, num_descriptors)
+        self.kernel = nnx.Param(0.5 * jax.random.normal(rngs.params(), shape))
+        self.bias = nnx.Param(jnp.zeros((num_descriptors,)))
+
+    @property
+    def num_descriptors(self) -> int:
+        """``M``, the descriptors per pixel."""
+        return self.kernel.shape[1]
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        """``log F`` of shape ``(batch, 32 * 32, M)`` for ``(batch, 32 * 32)``."""
+        images = jnp.asarray(inputs, jnp.float32).reshape(-1, CANVAS, CANVAS)
+        half = self.size // 2
+        padded = jnp.pad(images, ((0, 0), (half, half), (half, half)))
+        patches = jnp.stack(
+            [
+                padded[:, i : i + CANVAS, j : j + CANVAS]
+                for i in range(self.size)
+                for j in range(self.size)
+            ],
+            axis=-1,
+        ).reshape(images.shape[0], CANVAS * CANVAS, self.size * self.size)
+        return jax.nn.log_softmax(
+            patches @ self.kernel[...] + self.bias[...][None, None], axis=-1
+        )
+
+
+def num_descriptors(config: dict[str, Any]) -> int:
+    """``M`` of the configured representation (2 for binary indicators)."""
+    representation = config["representation"]
+    kind = representation["kind"]
+    if kind == "indicator":
+        return 2
+    if kind == "patch":
+        return representation["num_descriptors"]
+    raise ValueError(
+        f"representation.kind must be 'patch' or 'indicator', got {kind!r}."
+    )
+
+
+def make_model(
+    config: dict[str, Any], tree: jc.ModeTree, widths: list[int], seed: int
+) -> nnx.Module:
+    """The classifier: a normalised log-space ConvAC behind the representation.
+
+    ``"indicator"``: the bare :class:`~jaxconvac.nn.ConvAC` on integer pixels
+    (``M = 2``, a leaf lookup); ``"patch"``: a
+    :class:`~jaxconvac.nn.Classifier` of :class:`PatchCodes` and the ConvAC.
+    """
+    rngs = nnx.Rngs(seed)
+    convac = nn.ConvAC(
+        tree,
+        num_descriptors=num_descriptors(config),
+        widths=tuple(widths),
+        num_outputs=NUM_CLASSES,
+        sharing=config["sharing"],
+        rngs=rngs,
+    )
+    representation = config["representation"]
+    if representation["kind"] == "indicator":
+        return convac
+    codes = PatchCodes(
+        representation["size"], representation["num_descriptors"], rngs=rngs
+    )
+    return nn.Classifier(codes, convac)
+
+
+def convac_of(model: nnx.Module) -> nn.ConvAC:
+    """The ConvAC inside :func:`make_model`'s classifier."""
+    return model if isinstance(model, nn.ConvAC) else model.convac
 
 
 # -- partitions and analysis -------------------------------------------------------
@@ -250,11 +413,20 @@ def partitions() -> dict[str, tuple[str, list[int]]]:
 
 
 def analyse(model: nn.ConvAC, widths: list[int]) -> dict[str, dict[str, float]]:
-    """Min-cut bound and exact entropy (mean over classes) per partition."""
+    """Min-cut bound and exact entropy (mean over classes) per partition.
+
+    Args:
+      model: the trained ConvAC (its ``num_descriptors`` enter the bound).
+      widths: its widths ``(r_0, …, r_4)``.
+
+    Returns:
+      ``{partition: {"range", "bound", "ln_bound", "entropy_mean",
+      "entropy_min", "entropy_max", "spectrum_seconds"}}``.
+    """
     params = tuple(np.asarray(p, np.float64) for p in model.decomposition_params())
     analysis = {}
     for name, (reach, rows) in partitions().items():
-        bound = min_cut_bound(model.tree, widths, NUM_DESCRIPTORS, rows).bound
+        bound = min_cut_bound(model.tree, widths, model.num_descriptors, rows).bound
         start = time.perf_counter()
         spectrum = exact_spectrum(params, model.tree, rows, space="log")
         seconds = time.perf_counter() - start
@@ -276,18 +448,25 @@ def analyse(model: nn.ConvAC, widths: list[int]) -> dict[str, dict[str, float]]:
 # -- the job ------------------------------------------------------------------------
 
 
-def count_params(tree: jc.ModeTree, widths: list[int], sharing: str) -> int:
+def count_params(
+    tree: jc.ModeTree,
+    widths: list[int],
+    sharing: str,
+    num_descriptors: int = NUM_DESCRIPTORS,
+) -> int:
     """Parameters of a ConvAC of these widths (weights only).
 
     Read off the shapes :func:`~jaxconvac.init_decomposition` would draw
     (``jax.eval_shape``: nothing is computed), the layout
-    :class:`~jaxconvac.nn.ConvAC` stores.
+    :class:`~jaxconvac.nn.ConvAC` stores. The representation's parameters
+    (:class:`PatchCodes`: ``(size² + 1) M``, the same for every
+    architecture) are not counted.
     """
     shapes = jax.eval_shape(
         lambda key: jc.init_decomposition(
             key,
             tree,
-            num_descriptors=NUM_DESCRIPTORS,
+            num_descriptors=num_descriptors,
             widths=tuple(widths),
             num_outputs=NUM_CLASSES,
             sharing=sharing,
@@ -323,32 +502,35 @@ def run(
     seed = config["seed"]
     tree = jc.ModeTree.image(CANVAS, CANVAS)
     tasks = load_tasks(config, seed)
+    size = num_descriptors(config)
     params = {
-        name: count_params(tree, widths, config["sharing"])
+        name: count_params(tree, widths, config["sharing"], size)
         for name, widths in config["architectures"].items()
     }
+    augment = make_shift(config["data"]["stride"])
     records = []
     split = "validation" if config["data"]["validation"] else "test"
     for task in TASKS:
         train_set, test_set = tasks[task]["train"], tasks[task]["test"]
+        train_eval = tasks[task]["train_eval"]
         for arch, widths in config["architectures"].items():
-            model = nn.ConvAC(
-                tree,
-                num_descriptors=NUM_DESCRIPTORS,
-                widths=tuple(widths),
-                num_outputs=NUM_CLASSES,
-                sharing=config["sharing"],
-                rngs=nnx.Rngs(seed),
-            )
+            model = make_model(config, tree, widths, seed)
             train_config = training.TrainConfig(**config["train"], seed=seed)
             wall, cpu = time.perf_counter(), time.process_time()
             result = training.train(
                 model,
                 train_set,
                 train_config,
-                eval_sets={"train": train_set, "test": test_set},
+                eval_sets={"train": train_eval, "test": test_set},
                 workdir=workdir / f"{task}-{arch}",
-                run_config={"task": task, "architecture": arch, "widths": widths},
+                run_config={
+                    "task": task,
+                    "architecture": arch,
+                    "widths": widths,
+                    "representation": config["representation"],
+                    "stride": config["data"]["stride"],
+                },
+                augment=augment if task == "local" else None,
                 progress=config["progress"],
                 description=f"{task} {arch}",
                 resume=resume,
@@ -361,13 +543,14 @@ def run(
                     "architecture": arch,
                     "widths": list(widths),
                     "params": params[arch],
+                    "representation_params": nn.count_params(model) - params[arch],
                     "train_accuracy": result.final["train_accuracy"],
                     "test_accuracy": result.final["test_accuracy"],
                     "train_examples": int(len(train_set[1])),
                     "test_examples": int(len(test_set[1])),
                     "train_wall_seconds": train_wall,
                     "train_cpu_seconds": train_cpu,
-                    "analysis": analyse(model, list(widths)),
+                    "analysis": analyse(convac_of(model), list(widths)),
                 }
             )
             print(
