@@ -170,7 +170,7 @@ def check_params(params: Sequence[ArrayLike], tree: ModeTree) -> Params:
 
     Raises:
       ValueError: if the number of levels, a rank, a group count or a chained
-        channel count does not fit.
+        channel count does not fit, or a channel count is 0.
     """
     if not isinstance(params, tuple | list):
         raise TypeError(
@@ -188,6 +188,11 @@ def check_params(params: Sequence[ArrayLike], tree: ModeTree) -> Params:
             raise ValueError(
                 f"params[{level}] must have shape (groups, out, in), got "
                 f"{weights.shape}."
+            )
+        if 0 in weights.shape[1:]:
+            raise ValueError(
+                f"params[{level}] has shape {weights.shape}: its channel counts "
+                "(out, in) must be positive."
             )
         allowed = {_group_count(tree, level, s) for s in SHARING_MODES}
         if weights.shape[0] not in allowed:
