@@ -8,14 +8,17 @@ The measures here are functions of it:
   otherwise, with ``0 · log 0 = 0``);
 * geometric measure ``1 − p_0`` (the papers' definition, *not* its square
   root);
-* Schmidt number: the numerical rank of SPEC §3.
+* Schmidt number: the numerical rank of SPEC §3;
+* Rényi entropy ``log(Σ_k p_k^α) / (1 − α)`` (:func:`renyi_entropy`), whose
+  order 2 is minus the log of the *purity* ``Σ_k p_k²``.
 
 They take singular values, never singular vectors, so that their gradients
 stay finite where singular values repeat or vanish. Pass the result of
 :func:`~jaxconvac.singular_values` of :func:`~jaxconvac.matricize`, or the
-exact spectrum of a large network from
-:func:`~jaxconvac.exact_spectrum`. Everything works on one spectrum and under
-``jax.jit``; batches come from ``jax.vmap``.
+exact spectrum of a large network from :func:`exact_spectrum`, which never
+forms its coefficient tensor; where even that is out of reach,
+:func:`exact_purity` gives the purity across any partition. Everything works
+on one spectrum and under ``jax.jit``; batches come from ``jax.vmap``.
 
 **The zero tensor** has no entanglement: its spectrum is all zeros, its
 entropy, geometric measure and Schmidt number are ``0``, and the gradients of
@@ -73,7 +76,9 @@ def schmidt_spectrum(singular_values: ArrayLike) -> jax.Array:
 
     Returns:
       ``p`` of shape ``(num_values,)``, summing to 1; all zeros for the zero
-      tensor (and for an empty spectrum).
+      tensor (and for an empty spectrum); all NaN if a value is NaN or
+      infinite (every measure here is then NaN too, except the Schmidt number,
+      which counts only values above its tolerance).
 
     Raises:
       ValueError: if ``singular_values`` is not one-dimensional.
@@ -89,7 +94,14 @@ def schmidt_spectrum(singular_values: ArrayLike) -> jax.Array:
     safe_largest = jnp.where(largest > 0, largest, 1)
     squares = jnp.square(values / safe_largest)
     total = jnp.sum(squares)
-    return squares / jnp.where(total > 0, total, 1)
+    p = squares / jnp.where(total > 0, total, 1)
+    # A NaN (or infinite) singular value leaves no spectrum to speak of.
+    return jnp.where(jnp.isnan(total), jnp.nan, p)
+
+
+def _nan_if_nan(p: jax.Array, measure: jax.Array) -> jax.Array:
+    """``measure``, or NaN where the spectrum ``p`` is NaN (never hidden)."""
+    return jnp.where(jnp.any(jnp.isnan(p)), jnp.nan, measure)
 
 
 def entanglement_entropy(
@@ -109,6 +121,7 @@ def entanglement_entropy(
       including at zero and repeated singular values.
 
     Raises:
+      TypeError: if ``base`` is not a number.
       ValueError: if ``singular_values`` is not one-dimensional or ``base``
         is not a valid logarithm base.
 
@@ -123,7 +136,7 @@ def entanglement_entropy(
     entropy = -jnp.sum(jnp.where(positive, p * jnp.log(safe_p), 0))
     if base is not None:
         entropy = entropy / math.log(base)
-    return entropy
+    return _nan_if_nan(p, entropy)
 
 
 def geometric_measure(singular_values: ArrayLike) -> jax.Array:
@@ -151,7 +164,7 @@ def geometric_measure(singular_values: ArrayLike) -> jax.Array:
     p = schmidt_spectrum(singular_values)
     if p.shape[0] == 0:
         return jnp.zeros((), p.dtype)
-    return jnp.where(jnp.sum(p) > 0, 1 - jnp.max(p), 0)
+    return _nan_if_nan(p, jnp.where(jnp.sum(p) > 0, 1 - jnp.max(p), 0))
 
 
 def schmidt_number(
@@ -177,6 +190,7 @@ def schmidt_number(
 
     Returns:
       The count, an integer scalar of shape ``()``; 0 for the zero tensor.
+        NaN values are not counted (an integer cannot be NaN).
 
     Raises:
       ValueError: if ``singular_values`` is not one-dimensional, a tolerance is
@@ -208,11 +222,9 @@ def schmidt_number(
         atol = 0.0
     if values.shape[0] == 0:
         return jnp.zeros((), jnp.int32)
-    tol = jnp.maximum(rtol * jnp.max(jnp.abs(values)), atol)
+    # NaN values are not counted, and do not set the tolerance.
+    tol = jnp.maximum(rtol * jnp.nanmax(jnp.abs(values)), atol)
     return jnp.sum(jnp.abs(values) > tol)
-
-
-# -- exact spectra of a tree decomposition ---------------------------------
 
 
 # -- exact spectra of a tree decomposition ---------------------------------
@@ -296,7 +308,13 @@ def exact_spectrum(
     Computation is in NumPy ``float64`` (every Gram matrix and environment
     is rescaled and its scale kept as a logarithm, so thousand-pixel
     networks neither overflow nor underflow); the results come back in the
-    params' dtype. Not traceable (``jit``) or differentiable.
+    params' floating dtype (the default float for integer or boolean params).
+    Not traceable (``jit``) or differentiable.
+
+    Channels of very different scales are no problem: every Gram matrix is
+    factored and cut to its rank after scaling it to a unit diagonal, so a
+    channel that one layer shrinks by ``e^-30`` and the next enlarges again —
+    common in log-space networks — keeps its own relative precision.
 
     .. warning::
        Working with Gram matrices squares the condition number: a singular
@@ -304,7 +322,10 @@ def exact_spectrum(
        ``float64``), so smaller ones come out as noise of that size (or 0). The
        entropy and the geometric measure are unaffected at that level; for a
        Schmidt number pass ``schmidt_number(values, rtol=1e-7)`` or so, not
-       the default tolerance.
+       the default tolerance. For the same reason a node whose channels
+       (nearly) cancel, leaving a combination far smaller than the channels
+       themselves, loses that combination if a parent enlarges it again:
+       only what is above ``eps`` of the node's channels survives.
 
     Args:
       params: ``(W_0, …, W_L)`` as :func:`~jaxconvac.init_decomposition`
@@ -322,9 +343,10 @@ def exact_spectrum(
       max_entries: the largest intermediate array (``float64`` entries) to
         allow; the default is 1 GiB.
       rank_rtol: the pure nodes' channel spaces are cut to their numerical
-        rank: the Gram matrix eigenvalues above ``rank_rtol`` times the
-        largest (by default ``r · eps`` for an ``r × r`` Gram matrix, the
-        level at which a computed Gram matrix's eigenvalues are noise). A
+        rank: the eigenvalues of their Gram matrix scaled to a unit diagonal
+        (``D⁻¹ G D⁻¹``, ``D² = diag G``) above ``rank_rtol`` times the largest
+        (by default ``r · eps`` for an ``r × r`` Gram matrix, the level at
+        which a computed Gram matrix's eigenvalues are noise). A
         trained network's nodes often span far fewer than ``r`` dimensions, so
         its cut dimension — and time — can be far below the bound from the
         widths. ``0`` keeps the proven bounds only.
@@ -333,11 +355,12 @@ def exact_spectrum(
       An :class:`ExactSpectrum`.
 
     Raises:
-      TypeError: if ``tree`` is no :class:`~jaxconvac.ModeTree` or a limit is
-        not an int.
+      TypeError: if ``tree`` is no :class:`~jaxconvac.ModeTree`, a limit is
+        not an int or ``rank_rtol`` is not a number.
       ValueError: for a bad partition (out of range, empty, repeated, every
         position), params that do not fit the tree or hold NaN or infinite
-        weights, bad ``outputs``, a non-positive limit, or a cut dimension
+        weights, bad ``outputs``, a non-positive limit, ``rank_rtol`` outside
+        ``[0, 1)``, or a cut dimension
         above ``max_cut_dimension`` or an intermediate above ``max_entries``
         (the message gives the values).
 
@@ -361,14 +384,13 @@ def exact_spectrum(
     sizes = (weights[0].shape[2], *(w.shape[1] for w in weights))
     tracked = np.zeros(tree.num_modes, bool)
     tracked[list(rows)] = True
-    if rank_rtol is not None and (
-        isinstance(rank_rtol, bool)
-        or not isinstance(rank_rtol, int | float)
-        or not 0 <= rank_rtol < 1
-    ):
-        raise ValueError(
-            f"rank_rtol must be None or a number in [0, 1), got {rank_rtol!r}."
-        )
+    if rank_rtol is not None:
+        if isinstance(rank_rtol, bool) or not isinstance(
+            rank_rtol, int | float | np.integer | np.floating
+        ):
+            raise TypeError(f"rank_rtol must be None or a number, got {rank_rtol!r}.")
+        if not 0 <= rank_rtol < 1:
+            raise ValueError(f"rank_rtol must be in [0, 1), got {rank_rtol!r}.")
     grams, gram_logs = _pure_grams(weights, tree)
     joint_rank = None
     if rank_rtol is None or rank_rtol > 0:
@@ -426,7 +448,8 @@ def _checked_weights(params, tree, row_modes, space, outputs, limits):
     params = check_params(params, tree)
     rows = check_row_modes(row_modes, tree.num_modes)
     selected = _check_outputs(outputs, params[-1].shape[1])
-    dtype = params[0].dtype
+    # Integer or boolean weights give float results (a spectrum, a logarithm).
+    dtype = jnp.result_type(*(p.dtype for p in params), float)
     weights = [np.asarray(p, np.float64) for p in params]
     for level, level_weights in enumerate(weights):
         # Log-weights may be -inf (a zero weight); nothing else may be infinite.
@@ -565,7 +588,7 @@ class _JointRank:
     def __call__(self, level: int, children: tuple[int, ...]) -> int:
         if (level, children) not in self.cache:
             product = np.prod(self.grams[level][list(children)], axis=0)
-            eigenvalues = np.linalg.eigvalsh(product)
+            eigenvalues = np.linalg.eigvalsh(_correlation(product)[0])
             rtol = self.rtol
             if rtol is None:
                 rtol = product.shape[0] * np.finfo(np.float64).eps
@@ -716,11 +739,28 @@ def _plan_path(plan: _Plan, tree: ModeTree, sizes, num_selected: int) -> None:
         level, node = level - 1, finisher
 
 
+def _correlation(gram: np.ndarray):
+    """``D⁻¹ gram D⁻¹`` with ``D = sqrt(diag gram)``, and ``D``.
+
+    Channels of very different scales (a log-space network's, or a layer
+    that shrinks some channels for a parent to enlarge them again) make a Gram
+    matrix graded: an eigensolver resolves its eigenvalues only to
+    ``eps`` times the largest, and would lose the small channels' directions
+    that a parent may amplify. Scaled to a unit diagonal it is not graded, and
+    the factor ``D V sqrt(Λ)`` keeps every channel to its own relative
+    precision. Channels with a zero diagonal are zero: their rows stay 0.
+    """
+    scales = np.sqrt(np.maximum(np.diagonal(gram, axis1=-2, axis2=-1), 0.0))
+    safe = np.where(scales > 0, scales, np.inf)  # 1 / inf = 0: zero channels.
+    return gram / safe[..., :, None] / safe[..., None, :], scales
+
+
 def _row_factor(gram: np.ndarray, rank: int) -> np.ndarray:
     """``F`` of shape ``(r, rank)`` with ``F Fᵀ = gram`` (``gram`` of rank ≤ rank)."""
-    eigenvalues, vectors = np.linalg.eigh(gram)
+    correlation, scales = _correlation(gram)
+    eigenvalues, vectors = np.linalg.eigh(correlation)
     eigenvalues, vectors = eigenvalues[-rank:], vectors[:, -rank:]
-    return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
+    return scales[:, None] * vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
 def _sandwich(weight: np.ndarray, state: np.ndarray) -> np.ndarray:
@@ -808,7 +848,13 @@ class _Contraction:
         state = _sandwich(self.weight(level, node), state)
         kept = self.plan.dims[level, node].kept_rows
         if kept < state.shape[2]:
-            total = np.einsum("ggij->ij", state)
+            # The span of every channel's open part: each channel weighs the
+            # same, so none is lost to another's scale (the parent may
+            # amplify it).
+            diagonal = np.einsum("ggij->gij", state)
+            traces = np.einsum("gii->g", diagonal)
+            safe = np.where(traces > 0, traces, np.inf)
+            total = np.einsum("gij,g->ij", diagonal, 1 / safe)
             basis = np.linalg.eigh(total)[1][:, -kept:]
             state = np.einsum("ip,ghij,jq->ghpq", basis, state, basis, optimize=True)
         return _rescale(state, log)
@@ -879,6 +925,7 @@ def renyi_entropy(
       ``log(k)`` for ``k`` equal non-zero singular values.
 
     Raises:
+      TypeError: if ``order`` or ``base`` is not a number.
       ValueError: if ``singular_values`` is not one-dimensional, ``order`` is
         not positive or is 1, or ``base`` is not a valid logarithm base.
 
@@ -911,7 +958,7 @@ def renyi_entropy(
     entropy = jnp.where(nonzero, entropy, 0)
     if base is not None:
         entropy = entropy / math.log(base)
-    return entropy
+    return _nan_if_nan(p, entropy)
 
 
 class ExactPurity(NamedTuple):

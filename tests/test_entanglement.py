@@ -141,6 +141,18 @@ def test_huge_and_tiny_values_do_not_overflow():
         assert float(entanglement_entropy(values)) == pytest.approx(math.log(2))
 
 
+def test_nan_spectrum_gives_nan_measures_not_a_number():
+    # A NaN singular value must not be dropped: every measure is NaN (the
+    # Schmidt number only counts values above its tolerance).
+    values = jnp.array([1.0, jnp.nan, 0.5])
+    assert bool(jnp.all(jnp.isnan(schmidt_spectrum(values))))
+    assert math.isnan(float(entanglement_entropy(values)))
+    assert math.isnan(float(geometric_measure(values)))
+    assert math.isnan(float(jc.renyi_entropy(values)))
+    assert math.isnan(float(jax.jit(entanglement_entropy)(values)))
+    assert int(schmidt_number(values)) == 2
+
+
 def test_schmidt_number_tolerances():
     values = jnp.array([1.0, 1e-3, 1e-9])
     assert int(schmidt_number(values)) == 2
@@ -177,7 +189,7 @@ _CASES = [
 
 
 # One compilation per tree and shapes; eager evaluation compiles every op.
-_coefficient = jax.jit(jc.coefficient_tensor, static_argnames="tree")
+_coefficient = jax.jit(jc.coefficient_tensor, static_argnames=("tree", "space"))
 
 
 def _materialised_spectra(params, tree, rows, tensor=None):
@@ -250,6 +262,112 @@ def test_exact_spectrum_in_log_space():
         from_log.singular_values, direct.singular_values, atol=5e-8
     )
     np.testing.assert_allclose(from_log.log_norm, log_norms, rtol=1e-10)
+
+
+def _log_space_reference(log_params, tree, rows):
+    """Normalised SVD spectra and ``ln ‖A^y‖`` of a log-space network, via
+    the log coefficient tensor shifted by its maximum (no overflow)."""
+    log_tensor = np.asarray(_coefficient(log_params, tree, space="log"))
+    shifts = log_tensor.reshape(len(log_tensor), -1).max(axis=1)
+    spectra, log_norms = [], []
+    for output, shift in zip(log_tensor, shifts, strict=True):
+        values = np.linalg.svd(
+            _numpy_matricize(np.exp(output - shift), rows), compute_uv=False
+        )
+        norm = np.linalg.norm(values)
+        spectra.append(values / norm)
+        log_norms.append(np.log(norm) + shift)
+    return spectra, np.array(log_norms)
+
+
+@pytest.mark.parametrize("scale", [15.0, 30.0])
+@pytest.mark.parametrize("rank_rtol", [None, 0.0])
+def test_exact_spectrum_log_space_with_widely_spread_weights(scale, rank_rtol):
+    # Log-weights spread over ±45 nats: channels of a node differ by e^60 and
+    # more, and parents enlarge what children shrink. Unscaled Gram matrices
+    # lose the small channels (a spectrum off by 0.4, a norm by 3 nats).
+    tree = jc.ModeTree.balanced(8)
+    with jax.enable_x64(True):
+        log_params = jc.init_decomposition(
+            jax.random.key(3),
+            tree,
+            num_descriptors=2,
+            widths=(3, 3, 3),
+            num_outputs=2,
+            dtype=jnp.float64,
+        )
+        log_params = tuple(p * scale for p in log_params)
+        for rows in [(0, 2, 4, 6), (0, 1, 2, 3), (0, 1, 4), (1, 6, 7)]:
+            spectrum = exact_spectrum(
+                log_params, tree, rows, space="log", rank_rtol=rank_rtol
+            )
+            references, log_norms = _log_space_reference(log_params, tree, rows)
+            for output, reference in enumerate(references):
+                _assert_same_spectrum(
+                    np.asarray(spectrum.singular_values[output]), reference
+                )
+            np.testing.assert_allclose(spectrum.log_norm, log_norms, atol=1e-9)
+
+
+def test_exact_spectrum_channels_shrunk_and_enlarged_again():
+    # Linear weights: each level scales its output channels by 10^±12 and the
+    # next level undoes it, so the coefficient tensor is an ordinary one.
+    tree = jc.ModeTree.image(4, 4)
+    rng = np.random.default_rng(7)
+    with jax.enable_x64(True):
+        params = [
+            np.array(p)
+            for p in jc.init_decomposition(
+                jax.random.key(5),
+                tree,
+                num_descriptors=2,
+                widths=(3, 3),
+                num_outputs=2,
+                dtype=jnp.float64,
+            )
+        ]
+        for level in range(len(params) - 1):
+            scales = 10.0 ** rng.uniform(-12, 12, size=params[level].shape[1])
+            params[level] = params[level] * scales[None, :, None]
+            params[level + 1] = params[level + 1] / scales[None, None, :]
+        params = tuple(params)
+        tensor = np.asarray(_coefficient(params, tree))
+        for rows in [(0, 1, 4, 5), (0, 1, 2, 3, 4, 5, 6, 7), (0, 5, 10)]:
+            spectrum = exact_spectrum(params, tree, rows)
+            references, log_norms = _materialised_spectra(params, tree, rows, tensor)
+            for output, reference in enumerate(references):
+                _assert_same_spectrum(
+                    np.asarray(spectrum.singular_values[output]),
+                    reference / np.linalg.norm(reference),
+                )
+            np.testing.assert_allclose(spectrum.log_norm, log_norms, atol=1e-9)
+
+
+def test_exact_spectrum_and_purity_of_integer_and_boolean_weights():
+    # Integer (or boolean) weights give float results equal to those of the
+    # same weights as floats, not integers cut from them.
+    tree = jc.ModeTree.balanced(4)
+    rng = np.random.default_rng(0)
+    integer = tuple(
+        rng.integers(1, 4, size=shape) for shape in [(1, 2, 2), (1, 2, 2), (1, 1, 2)]
+    )
+    for params in (integer, tuple(p != 2 for p in integer)):
+        floats = tuple(p.astype(np.float32) for p in params)
+        spectrum, reference = (
+            exact_spectrum(p, tree, (0, 2)) for p in (params, floats)
+        )
+        purity, purity_reference = (
+            exact_purity(p, tree, (0, 2)) for p in (params, floats)
+        )
+        for got, want in [
+            (spectrum.singular_values, reference.singular_values),
+            (spectrum.log_norm, reference.log_norm),
+            (purity.log_purity, purity_reference.log_purity),
+            (purity.log_norm, purity_reference.log_norm),
+        ]:
+            assert got.dtype == jnp.float32
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        assert np.isfinite(float(reference.log_norm[0]))  # Not a zero tensor.
 
 
 def test_exact_spectrum_large_image_network():
@@ -557,6 +675,9 @@ def test_exact_spectrum_bad_weights_and_memory_limit():
         exact_spectrum(params, tree, jc.odd_even_modes(16), max_entries=1000)
     with pytest.raises(TypeError, match="ModeTree"):
         exact_spectrum(params, "tree", (0, 1))
+    empty = (params[0][:, :0], params[1][:, :, :0], *params[2:])
+    with pytest.raises(ValueError, match=r"params\[0\] has shape .* positive"):
+        exact_spectrum(empty, tree, (0, 1))
 
 
 # -- Rényi entropies and the exact purity --------------------------------------
@@ -787,11 +908,20 @@ def test_exact_spectrum_cuts_pure_nodes_to_their_numerical_rank():
             )
 
 
-@pytest.mark.parametrize("rank_rtol", [-1e-3, 1.0, "1e-8", True])
-def test_exact_spectrum_bad_rank_rtol(rank_rtol):
+@pytest.mark.parametrize(
+    "rank_rtol, error, message",
+    [
+        (-1e-3, ValueError, r"rank_rtol must be in \[0, 1\), got -0.001"),
+        (1.0, ValueError, r"rank_rtol must be in \[0, 1\), got 1.0"),
+        (float("nan"), ValueError, r"rank_rtol must be in \[0, 1\)"),
+        ("1e-8", TypeError, "rank_rtol must be None or a number, got '1e-8'"),
+        (True, TypeError, "rank_rtol must be None or a number, got True"),
+    ],
+)
+def test_exact_spectrum_bad_rank_rtol(rank_rtol, error, message):
     tree = jc.ModeTree.balanced(4)
     params = jc.init_decomposition(
         jax.random.key(0), tree, num_descriptors=2, widths=(2, 2), num_outputs=1
     )
-    with pytest.raises(ValueError, match=r"rank_rtol must be None or a number in"):
+    with pytest.raises(error, match=message):
         exact_spectrum(params, tree, (0,), rank_rtol=rank_rtol)
