@@ -322,10 +322,11 @@ def exact_spectrum(
        ``float64``), so smaller ones come out as noise of that size (or 0). The
        entropy and the geometric measure are unaffected at that level; for a
        Schmidt number pass ``schmidt_number(values, rtol=1e-7)`` or so, not
-       the default tolerance. For the same reason a node whose channels
-       (nearly) cancel, leaving a combination far smaller than the channels
-       themselves, loses that combination if a parent enlarges it again:
-       only what is above ``eps`` of the node's channels survives.
+       the default tolerance. For the same reason cancellation is resolved
+       only to about ``eps`` of the terms that cancel: a node whose signed
+       channels combine to something far smaller than themselves loses that
+       combination if a parent enlarges it again, and a whole tensor that
+       (nearly) cancels to zero gets a norm and a spectrum of round-off.
 
     Args:
       params: ``(W_0, …, W_L)`` as :func:`~jaxconvac.init_decomposition`
