@@ -311,10 +311,12 @@ def exact_spectrum(
     params' floating dtype (the default float for integer or boolean params).
     Not traceable (``jit``) or differentiable.
 
-    Channels of very different scales are no problem: every Gram matrix is
-    factored and cut to its rank after scaling it to a unit diagonal, so a
-    channel that one layer shrinks by ``e^-30`` and the next enlarges again —
-    common in log-space networks — keeps its own relative precision.
+    Channels of very different scales are no problem: a tracked Gram matrix
+    is factored and cut to its rank after weighting each channel by what the
+    rest of the network makes of it (its *environment*, computed top-down
+    over the cut nodes), so a channel that one layer shrinks by ``e^-30`` and
+    the layers above enlarge again — common in log-space networks — keeps its
+    precision, and one that stays negligible is cut.
 
     .. warning::
        Working with Gram matrices squares the condition number: a singular
@@ -344,10 +346,12 @@ def exact_spectrum(
       max_entries: the largest intermediate array (``float64`` entries) to
         allow; the default is 1 GiB.
       rank_rtol: the pure nodes' channel spaces are cut to their numerical
-        rank: the eigenvalues of their Gram matrix scaled to a unit diagonal
-        (``D⁻¹ G D⁻¹``, ``D² = diag G``) above ``rank_rtol`` times the largest
-        (by default ``r · eps`` for an ``r × r`` Gram matrix, the level at
-        which a computed Gram matrix's eigenvalues are noise). A
+        rank: the eigenvalues of their Gram matrix ``G`` weighted by the
+        environment ``H`` of their channels (``D G D``, ``D² = diag H``: what
+        each direction contributes to ``‖A^y‖²``, for every selected output
+        alike) above ``rank_rtol`` times the largest (by default ``r · eps``
+        for an ``r × r`` Gram matrix, the level at which a computed Gram
+        matrix's eigenvalues are noise). A
         trained network's nodes often span far fewer than ``r`` dimensions, so
         its cut dimension — and time — can be far below the bound from the
         widths. ``0`` keeps the proven bounds only.
@@ -393,9 +397,10 @@ def exact_spectrum(
         if not 0 <= rank_rtol < 1:
             raise ValueError(f"rank_rtol must be in [0, 1), got {rank_rtol!r}.")
     grams, gram_logs = _pure_grams(weights, tree)
+    environments = _Environments(weights, tree, grams, selected)
     joint_rank = None
     if rank_rtol is None or rank_rtol > 0:
-        joint_rank = _JointRank(grams, rank_rtol)
+        joint_rank = _JointRank(grams, environments, rank_rtol)
     plans = [
         _plan(tree, side, sizes, len(selected), joint_rank)
         for side in (tracked, ~tracked)
@@ -423,7 +428,7 @@ def exact_spectrum(
             "raise max_entries if the memory is there."
         )
 
-    contraction = _Contraction(weights, tree, plan, grams, gram_logs)
+    contraction = _Contraction(weights, tree, plan, grams, gram_logs, environments)
     eigenvalues, root_logs = contraction.run(selected)
     totals = eigenvalues.sum(axis=1)
     safe = np.where(totals > 0, totals, 1.0)
@@ -580,16 +585,79 @@ def _pure_grams(weights, tree):
     return grams, gram_logs
 
 
-class _JointRank:
-    """Numerical ranks of entry-wise products of pure nodes' Gram matrices."""
+class _Environments:
+    """How much the rest of the network weighs each cut node's channels.
 
-    def __init__(self, grams, rtol):
-        self.grams, self.rtol, self.cache = grams, rtol, {}
+    For a node ``ν`` the coefficient tensor is ``A = Σ_a Φ^ν_a ⊗ Ψ_a``
+    (``Φ^ν_a`` the node's channel tensors, ``Ψ_a`` everything else), so a
+    direction of ``ν``'s channel space matters to ``A`` in proportion to the
+    Gram matrix ``H[a, b] = ⟨Ψ_a, Ψ_b⟩`` of its *environment*, not to its own
+    size: a channel a node shrinks by ``e^-30`` may be enlarged again by
+    ``e^30`` above it. ``H`` comes top-down over the cut nodes only, from the
+    root (each selected output weighted by ``1 / ‖A^y‖²``, so every output's
+    spectrum counts alike) through ``Wᵀ H W`` and the entry-wise product with
+    the siblings' Gram matrices. Every matrix is scaled to a largest entry of
+    1: only their shapes matter here.
+    """
+
+    def __init__(self, weights, tree, grams, outputs):
+        self.weights, self.tree, self.grams = weights, tree, grams
+        self.inputs: dict[tuple[int, int], np.ndarray] = {}
+        root = weights[-1][0][list(outputs)]
+        pooled = self.siblings(tree.depth, 0, ())
+        norms = np.einsum("ya,ab,yb->y", root, pooled, root)
+        weight = 1 / np.where(norms > 0, norms, np.inf)
+        self.inputs[tree.depth, 0] = _unit_max((root.T * weight) @ root)
+
+    def siblings(self, level: int, node: int, excluded) -> np.ndarray:
+        """The entry-wise product of the node's children's Gram matrices.
+
+        Children in ``excluded`` are left out; all ones if none is left.
+        """
+        window = self.tree.windows[level - 1]
+        product = np.ones((self.weights[level].shape[2],) * 2)
+        for child in range(node * window, (node + 1) * window):
+            if child not in excluded:
+                product = product * self.grams[level - 1][child]
+        return product
+
+    def input_side(self, level: int, node: int) -> np.ndarray:
+        """``H`` of the node's pooled input channels, ``(r_in, r_in)``."""
+        if (level, node) not in self.inputs:
+            parent = node // self.tree.windows[level]
+            outer = self.input_side(level + 1, parent)
+            output_side = outer * self.siblings(level + 1, parent, (node,))
+            level_weights = self.weights[level]
+            weight = level_weights[node % level_weights.shape[0]]
+            self.inputs[level, node] = _unit_max(weight.T @ output_side @ weight)
+        return self.inputs[level, node]
+
+    def of_children(self, level: int, node: int, children) -> np.ndarray:
+        """``H`` of the entry-wise product of some of the node's children."""
+        return self.input_side(level, node) * self.siblings(level, node, children)
+
+
+def _unit_max(matrix: np.ndarray) -> np.ndarray:
+    largest = float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    return matrix / largest if largest > 0 else matrix
+
+
+class _JointRank:
+    """Numerical ranks of entry-wise products of pure nodes' Gram matrices.
+
+    Each is weighted by its environment (:func:`_weighted`).
+    """
+
+    def __init__(self, grams, environments, rtol):
+        self.grams, self.environments = grams, environments
+        self.rtol, self.cache = rtol, {}
 
     def __call__(self, level: int, children: tuple[int, ...]) -> int:
         if (level, children) not in self.cache:
             product = np.prod(self.grams[level][list(children)], axis=0)
-            eigenvalues = np.linalg.eigvalsh(_correlation(product)[0])
+            node = children[0] // self.environments.tree.windows[level]
+            environment = self.environments.of_children(level + 1, node, children)
+            eigenvalues = np.linalg.eigvalsh(_weighted(product, environment)[0])
             rtol = self.rtol
             if rtol is None:
                 rtol = product.shape[0] * np.finfo(np.float64).eps
@@ -740,28 +808,36 @@ def _plan_path(plan: _Plan, tree: ModeTree, sizes, num_selected: int) -> None:
         level, node = level - 1, finisher
 
 
-def _correlation(gram: np.ndarray):
-    """``D⁻¹ gram D⁻¹`` with ``D = sqrt(diag gram)``, and ``D``.
+def _weighted(gram: np.ndarray, environment: np.ndarray):
+    """``K = D G D`` with ``D = sqrt(diag H)``, ``H`` the environment; and ``D``.
 
-    Channels of very different scales (a log-space network's, or a layer
-    that shrinks some channels for a parent to enlarge them again) make a Gram
-    matrix graded: an eigensolver resolves its eigenvalues only to
-    ``eps`` times the largest, and would lose the small channels' directions
-    that a parent may amplify. Scaled to a unit diagonal it is not graded, and
-    the factor ``D V sqrt(Λ)`` keeps every channel to its own relative
-    precision. Channels with a zero diagonal are zero: their rows stay 0.
+    The eigenvalues of ``K`` are what each direction of the channel space
+    contributes to ``‖A‖²`` (up to a factor ``r``: ``H ≼ r D²``), whatever the
+    channels' own scales: an eigensolver resolves them to ``eps`` of the
+    largest contribution, and a rank cut of ``K`` drops only directions that
+    cannot change ``A`` by more than that. Channels whose contribution is
+    below ``eps²`` of the largest get ``D = 0``: they do not matter, and
+    dividing by their ``D`` would only blow up round-off.
     """
-    scales = np.sqrt(np.maximum(np.diagonal(gram, axis1=-2, axis2=-1), 0.0))
-    safe = np.where(scales > 0, scales, np.inf)  # 1 / inf = 0: zero channels.
-    return gram / safe[..., :, None] / safe[..., None, :], scales
+    scales = np.sqrt(np.maximum(np.diagonal(environment), 0.0))
+    contribution = scales**2 * np.maximum(np.diagonal(gram), 0.0)
+    largest = float(np.max(contribution)) if contribution.size else 0.0
+    eps = np.finfo(np.float64).eps
+    scales = np.where(contribution > eps**2 * largest, scales, 0.0)
+    return scales[:, None] * gram * scales[None, :], scales
 
 
-def _row_factor(gram: np.ndarray, rank: int) -> np.ndarray:
-    """``F`` of shape ``(r, rank)`` with ``F Fᵀ = gram`` (``gram`` of rank ≤ rank)."""
-    correlation, scales = _correlation(gram)
-    eigenvalues, vectors = np.linalg.eigh(correlation)
+def _row_factor(gram: np.ndarray, environment: np.ndarray, rank: int) -> np.ndarray:
+    """``F`` of shape ``(r, rank)`` with ``F Fᵀ = gram`` where it matters.
+
+    ``gram`` has rank ≤ ``rank`` as far as its ``environment`` can tell
+    (:func:`_weighted`); rows of channels that do not matter are 0.
+    """
+    weighted, scales = _weighted(gram, environment)
+    eigenvalues, vectors = np.linalg.eigh(weighted)
     eigenvalues, vectors = eigenvalues[-rank:], vectors[:, -rank:]
-    return scales[:, None] * vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
+    inverse = np.divide(1.0, scales, out=np.zeros_like(scales), where=scales > 0)
+    return inverse[:, None] * vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
 def _sandwich(weight: np.ndarray, state: np.ndarray) -> np.ndarray:
@@ -807,9 +883,10 @@ def _rescale(state: np.ndarray, log: float):
 class _Contraction:
     """Carries out a :class:`_Plan` on float64 weights."""
 
-    def __init__(self, weights, tree, plan, grams, gram_logs):
+    def __init__(self, weights, tree, plan, grams, gram_logs, environments):
         self.weights, self.tree, self.plan = weights, tree, plan
         self.grams, self.gram_logs = grams, gram_logs
+        self.environments = environments
 
     def weight(self, level: int, node: int) -> np.ndarray:
         level_weights = self.weights[level]
@@ -820,7 +897,7 @@ class _Contraction:
         window = self.tree.windows[level - 1]
         r_in = self.weights[level].shape[2]
         traced, tracked = np.ones((r_in, r_in)), None
-        log, cut = 0.0, []
+        log, cut, tracked_children = 0.0, [], []
         for child in range(node * window, (node + 1) * window):
             kind = self.plan.kinds[level - 1][child]
             if kind == 2:
@@ -832,9 +909,12 @@ class _Contraction:
                 traced = traced * gram
             else:
                 tracked = gram if tracked is None else tracked * gram
+                tracked_children.append(child)
         factor = None
         if tracked is not None:
-            factor = _row_factor(tracked, self.plan.dims[level, node].factor_rank)
+            environment = self.environments.of_children(level, node, tracked_children)
+            rank = self.plan.dims[level, node].factor_rank
+            factor = _row_factor(tracked, environment, rank)
         return traced, factor, log, cut
 
     def partial_trace(self, level: int, node: int):

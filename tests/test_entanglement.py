@@ -343,6 +343,45 @@ def test_exact_spectrum_channels_shrunk_and_enlarged_again():
             np.testing.assert_allclose(spectrum.log_norm, log_norms, atol=1e-9)
 
 
+def test_exact_spectrum_ranks_channels_by_what_they_contribute():
+    # Both halves' nodes (level 2) have 3 channels, one shrunk by 1e-12. If
+    # the root leaves it small, it cannot change the tensor beyond round-off
+    # (its term is 1e-24 of the others: the root multiplies the two halves)
+    # and is cut (cut dimension 2); if the root enlarges it again by 1e24, it
+    # matters as much as the others and is kept (3). Both match the SVD.
+    tree = jc.ModeTree.balanced(8)
+    rows = (0, 1, 2, 3)
+    with jax.enable_x64(True):
+        base = [
+            np.array(p)
+            for p in jc.init_decomposition(
+                jax.random.key(6),
+                tree,
+                num_descriptors=2,
+                widths=(3, 3, 3),
+                num_outputs=2,
+                dtype=jnp.float64,
+            )
+        ]
+        base[2][:, 2] *= 1e-12
+        enlarged = [*base[:3], base[3].copy()]
+        enlarged[3][:, :, 2] *= 1e24
+        for params, cut in ((base, 2), (enlarged, 3)):
+            params = tuple(params)
+            spectrum = exact_spectrum(params, tree, rows)
+            assert spectrum.cut_dimension == cut
+            assert exact_spectrum(params, tree, rows, rank_rtol=0).cut_dimension == 3
+            references, log_norms = _materialised_spectra(params, tree, rows)
+            for output, reference in enumerate(references):
+                _assert_same_spectrum(
+                    np.asarray(spectrum.singular_values[output]),
+                    reference / np.linalg.norm(reference),
+                )
+            np.testing.assert_allclose(spectrum.log_norm, log_norms, atol=1e-9)
+        # Enlarged, the third channel carries a visible part of the spectrum.
+        assert float(spectrum.singular_values[0, 1]) > 1e-3
+
+
 def test_exact_spectrum_and_purity_of_integer_and_boolean_weights():
     # Integer (or boolean) weights give float results equal to those of the
     # same weights as floats, not integers cut from them.
