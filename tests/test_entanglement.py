@@ -964,3 +964,80 @@ def test_exact_spectrum_bad_rank_rtol(rank_rtol, error, message):
     )
     with pytest.raises(error, match=message):
         exact_spectrum(params, tree, (0,), rank_rtol=rank_rtol)
+
+
+def _psd_matrix(rng, size, rank, scales=None):
+    factor = rng.normal(size=(size, rank))
+    if scales is not None:
+        factor = factor * scales
+    return factor @ factor.T
+
+
+@pytest.mark.parametrize(
+    "size, rank, scales",
+    [
+        (200, 7, None),  # Low rank: the pivoted Cholesky path.
+        (200, 24, np.logspace(0, -3, 24)),  # Eigenvalues spread over 6 decades.
+        (200, 200, None),  # Full rank: the dense solver after the attempt.
+        (96, 13, None),  # Rank above the budget of 96 // 8 = 12 steps.
+        (40, 3, None),  # Too small to try.
+    ],
+)
+def test_psd_eigenvalues_match_the_dense_solver(size, rank, scales):
+    from jaxconvac.entanglement import _psd_eigenvalues
+
+    rng = np.random.default_rng(size + rank)
+    matrix = _psd_matrix(rng, size, rank, scales)
+    values = _psd_eigenvalues(matrix)
+    reference = np.linalg.eigvalsh(matrix)[::-1]
+    assert values.shape == (size,)
+    assert np.all(values >= 0) and np.all(np.diff(values) <= 0)
+    # Weyl: every eigenvalue within size · eps of the largest diagonal entry.
+    tolerance = size * np.finfo(np.float64).eps * np.max(np.diagonal(matrix))
+    np.testing.assert_allclose(values, np.maximum(reference, 0), rtol=0, atol=tolerance)
+    assert int(np.sum(values > 1e-9 * values[0])) == rank
+
+
+def test_psd_eigenvalues_of_zero_matrix():
+    from jaxconvac.entanglement import _psd_eigenvalues
+
+    np.testing.assert_array_equal(_psd_eigenvalues(np.zeros((100, 100))), 0.0)
+
+
+def test_exact_spectrum_low_rank_large_cut_matches_materialised_svd(monkeypatch):
+    # Four far pairs of leaves, each spanning 2 of its 4 channels; with the
+    # proven plan (rank_rtol=0) the traced matrix is 256 × 256 of rank ≤ 16,
+    # which the pivoted Cholesky resolves without a 256 × 256 eigensolver.
+    tree = jc.ModeTree.balanced(16)
+    rng = np.random.default_rng(7)
+    params = [rng.normal(size=(1, 4, 2))]
+    params.append(rng.normal(size=(1, 4, 2)) @ rng.normal(size=(1, 2, 4)))
+    params += [rng.normal(size=(1, 4, 4)), rng.normal(size=(1, 3, 4))]
+    params.append(rng.normal(size=(1, 2, 3)))
+    rows = (0, 1, 4, 5, 8, 9, 12, 13)
+    sizes = []
+    dense = np.linalg.eigvalsh
+
+    def spy(matrix, *args, **kwargs):
+        sizes.append(matrix.shape[0])
+        return dense(matrix, *args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "eigvalsh", spy)
+    proven = exact_spectrum(params, tree, rows, rank_rtol=0)
+    monkeypatch.setattr(np.linalg, "eigvalsh", dense)
+    assert proven.cut_dimension == 256 and max(sizes) < 256
+    numerical = exact_spectrum(params, tree, rows)
+    assert numerical.cut_dimension == 16
+    with jax.enable_x64(True):
+        tensor = np.asarray(_coefficient(tuple(params), tree))
+    for output in range(2):
+        reference = np.linalg.svd(
+            _numpy_matricize(tensor[output], rows), compute_uv=False
+        )
+        reference = reference / np.linalg.norm(reference)
+        for spectrum in (proven, numerical):
+            _assert_same_spectrum(
+                np.asarray(spectrum.singular_values[output], np.float64),
+                reference,
+                atol=2e-6,
+            )
