@@ -169,8 +169,23 @@ def check_params(params: Sequence[ArrayLike], tree: ModeTree) -> Params:
     """Validates a parameter tuple against ``tree``; returns it as arrays.
 
     Raises:
+      TypeError: if ``params`` is not a tuple or list.
       ValueError: if the number of levels, a rank, a group count or a chained
         channel count does not fit, or a channel count is 0.
+    """
+    check_param_shapes(params, tree)
+    return tuple(jnp.asarray(p) for p in params)
+
+
+def check_param_shapes(params: Sequence[ArrayLike], tree: ModeTree) -> None:
+    """:func:`check_params` without converting: only the shapes are read.
+
+    For callers that keep the values on the host in their own precision
+    (``jnp.asarray`` rounds float64 to float32 unless x64 is enabled).
+
+    Raises:
+      TypeError: if ``params`` is not a tuple or list.
+      ValueError: as :func:`check_params`.
     """
     if not isinstance(params, tuple | list):
         raise TypeError(
@@ -182,34 +197,30 @@ def check_params(params: Sequence[ArrayLike], tree: ModeTree) -> Params:
             f"params must hold {tree.depth + 1} weight arrays for a tree of depth "
             f"{tree.depth} (leaves to root), got {len(params)}."
         )
-    params = tuple(jnp.asarray(p) for p in params)
-    for level, weights in enumerate(params):
-        if weights.ndim != 3:
+    params = tuple(np.shape(p) for p in params)
+    for level, shape in enumerate(params):
+        if len(shape) != 3:
             raise ValueError(
-                f"params[{level}] must have shape (groups, out, in), got "
-                f"{weights.shape}."
+                f"params[{level}] must have shape (groups, out, in), got {shape}."
             )
-        if 0 in weights.shape[1:]:
+        if 0 in shape[1:]:
             raise ValueError(
-                f"params[{level}] has shape {weights.shape}: its channel counts "
+                f"params[{level}] has shape {shape}: its channel counts "
                 "(out, in) must be positive."
             )
         allowed = {_group_count(tree, level, s) for s in SHARING_MODES}
-        if weights.shape[0] not in allowed:
+        if shape[0] not in allowed:
             raise ValueError(
-                f"params[{level}] has {weights.shape[0]} weight groups; level "
+                f"params[{level}] has {shape[0]} weight groups; level "
                 f"{level} allows {sorted(allowed)} (full, per_tap, none)."
             )
-        if level and weights.shape[2] != params[level - 1].shape[1]:
+        if level and shape[2] != params[level - 1][1]:
             raise ValueError(
-                f"params[{level}] takes {weights.shape[2]} input channels but "
-                f"params[{level - 1}] gives {params[level - 1].shape[1]}."
+                f"params[{level}] takes {shape[2]} input channels but "
+                f"params[{level - 1}] gives {params[level - 1][1]}."
             )
-    if params[-1].shape[0] != 1:
-        raise ValueError(
-            f"params[-1] (the root) must have 1 group, got {params[-1].shape}."
-        )
-    return params
+    if params[-1][0] != 1:
+        raise ValueError(f"params[-1] (the root) must have 1 group, got {params[-1]}.")
 
 
 def _apply_linear(weights: jax.Array, values: jax.Array) -> jax.Array:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxconvac.decompositions import check_params
+from jaxconvac.decompositions import check_param_shapes
 from jaxconvac.matricization import check_row_modes
 from jaxconvac.mode_trees import ModeTree
 
@@ -54,14 +55,30 @@ def _as_spectrum(singular_values: ArrayLike) -> jax.Array:
     return values
 
 
+def _real_number(value, name: str, expected: str = "a number") -> float:
+    """A concrete real Python or NumPy scalar as a float (huge ints: inf)."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a concrete number, got a traced value; under "
+            f"jax.jit pass it as a static argument (static_argnames=({name!r},))."
+        )
+    if isinstance(value, jax.Array) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {value!r}.")
+    try:
+        return float(value)
+    except OverflowError:  # An int beyond float range.
+        return math.inf if value > 0 else -math.inf
+
+
 def _check_base(base: float | None) -> float | None:
     if base is None:
         return None
-    if isinstance(base, bool) or not isinstance(base, int | float):
-        raise TypeError(f"base must be a number or None, got {base!r}.")
+    base = _real_number(base, "base", "a number or None")
     if not base > 0 or base == 1 or math.isinf(base):
         raise ValueError(f"base must be positive, finite and not 1, got {base}.")
-    return float(base)
+    return base
 
 
 def schmidt_spectrum(singular_values: ArrayLike) -> jax.Array:
@@ -395,10 +412,7 @@ def exact_spectrum(
     tracked = np.zeros(tree.num_modes, bool)
     tracked[list(rows)] = True
     if rank_rtol is not None:
-        if isinstance(rank_rtol, bool) or not isinstance(
-            rank_rtol, int | float | np.integer | np.floating
-        ):
-            raise TypeError(f"rank_rtol must be None or a number, got {rank_rtol!r}.")
+        rank_rtol = _real_number(rank_rtol, "rank_rtol", "None or a number")
         if not 0 <= rank_rtol < 1:
             raise ValueError(f"rank_rtol must be in [0, 1), got {rank_rtol!r}.")
     grams, gram_logs = _pure_grams(weights, tree)
@@ -456,12 +470,16 @@ def _checked_weights(params, tree, row_modes, space, outputs, limits):
             raise TypeError(f"{name} must be an int, got {limit!r}.")
         if limit < 1:
             raise ValueError(f"{name} must be positive, got {limit}.")
-    params = check_params(params, tree)
+    arrays = _real_arrays(params)
+    check_param_shapes(arrays, tree)
     rows = check_row_modes(row_modes, tree.num_modes)
-    selected = _check_outputs(outputs, params[-1].shape[1])
+    selected = _check_outputs(outputs, arrays[-1].shape[1])
     # Integer or boolean weights give float results (a spectrum, a logarithm).
-    dtype = jnp.result_type(*(p.dtype for p in params), float)
-    weights = [np.asarray(p, np.float64) for p in params]
+    canonical = (jax.dtypes.canonicalize_dtype(a.dtype) for a in arrays)
+    dtype = jnp.result_type(*canonical, float)
+    # From the caller's arrays, not as jnp arrays: without x64 those
+    # would have been rounded to float32 (and 1e50 made infinite) first.
+    weights = [a.astype(np.float64) for a in arrays]
     for level, level_weights in enumerate(weights):
         # Log-weights may be -inf (a zero weight); nothing else may be infinite.
         bad = ~np.isfinite(level_weights)
@@ -473,10 +491,29 @@ def _checked_weights(params, tree, row_modes, space, outputs, limits):
                 f"{'+inf' if space == 'log' else '±inf'}); every weight must be "
                 f"finite{' (log-weights may be -inf)' if space == 'log' else ''}."
             )
-    log_scale = 0.0
-    if space == "log":
-        weights, log_scale = _exponentiate(weights, tree)
+    weights, log_scale = _unit_scaled(weights, tree, space)
     return weights, log_scale, rows, selected, dtype
+
+
+def _real_arrays(params) -> list[np.ndarray]:
+    """``params`` as NumPy arrays of real numbers (bool, int or float)."""
+    if not isinstance(params, tuple | list):
+        return params  # check_param_shapes names what it expected.
+    arrays = []
+    for level, weights in enumerate(params):
+        array = np.asarray(weights)
+        kind = array.dtype
+        if not (
+            jnp.issubdtype(kind, jnp.floating)
+            or jnp.issubdtype(kind, jnp.integer)
+            or kind == np.bool_
+        ):
+            raise TypeError(
+                f"params[{level}] must hold real numbers (bool, int or float), "
+                f"got dtype {kind}."
+            )
+        arrays.append(array)
+    return arrays
 
 
 def _check_outputs(outputs, num_outputs: int) -> tuple[int, ...]:
@@ -496,6 +533,8 @@ def _check_outputs(outputs, num_outputs: int) -> tuple[int, ...]:
         )
     checked = []
     for position, output in enumerate(chosen):
+        if isinstance(output, jax.Array) and output.ndim == 0:
+            output = output.item()
         if isinstance(output, bool) or not isinstance(output, int | np.integer):
             raise TypeError(f"outputs[{position}] must be an int, got {output!r}.")
         if not 0 <= output < num_outputs:
@@ -513,15 +552,30 @@ def _describe(number: int) -> str:
     return str(number) if number < 10**12 else f"about 10^{len(str(number)) - 1}"
 
 
-def _exponentiate(weights, tree):
-    """Log-weights to weights, each level shifted by its maximum."""
+def _unit_scaled(weights, tree, space: str):
+    """Linear weights, each group scaled to a largest entry of 1; the log scale.
+
+    The coefficient tensor is linear in each node's weight matrix, so a group
+    used by ``k`` nodes and divided by ``c`` divides it by ``c^k``: the factors
+    go into the log scale, and weights of any magnitude (``1e±200``, or
+    log-weights hundreds of nats apart) neither overflow nor underflow when
+    their Gram matrices are formed. Log-weights are shifted by each group's
+    maximum before they are exponentiated.
+    """
     linear, log_scale = [], 0.0
-    for level, log_weights in enumerate(weights):
-        shift = float(np.max(log_weights))
-        shift = shift if np.isfinite(shift) else 0.0
-        linear.append(np.exp(log_weights - shift))
-        # Every node of the level carries one factor exp(shift).
-        log_scale += shift * tree.num_nodes(level)
+    for level, level_weights in enumerate(weights):
+        groups = level_weights.shape[0]
+        users = np.bincount(np.arange(tree.num_nodes(level)) % groups, minlength=groups)
+        if space == "log":
+            shifts = np.max(level_weights, axis=(1, 2))
+            shifts = np.where(np.isfinite(shifts), shifts, 0.0)
+            linear.append(np.exp(level_weights - shifts[:, None, None]))
+        else:
+            largest = np.max(np.abs(level_weights), axis=(1, 2))
+            largest = np.where(largest > 0, largest, 1.0)  # A zero group stays.
+            linear.append(level_weights / largest[:, None, None])
+            shifts = np.log(largest)
+        log_scale += float(users @ shifts)
     return linear, log_scale
 
 
@@ -1056,8 +1110,7 @@ def renyi_entropy(
       1.0
     """
     base = _check_base(base)
-    if isinstance(order, bool) or not isinstance(order, int | float):
-        raise TypeError(f"order must be a number, got {order!r}.")
+    order = _real_number(order, "order")
     if not order > 0 or order == 1:
         raise ValueError(
             f"order must be positive and not 1 (for 1 use entanglement_entropy), "
@@ -1089,8 +1142,9 @@ class ExactPurity(NamedTuple):
     Attributes:
       log_purity: ``(num_outputs,)``: ``ln Tr ρ²`` of the normalised
         ``ρ = [[A^y]]_I [[A^y]]_Iᵀ / ‖A^y‖²``, that is ``ln Σ_k p_k²`` over
-        the Schmidt spectrum; in ``[−ln rank, 0]``, and ``-inf`` for a zero
-        tensor. (The purity itself, ``exp`` of it, underflows for the
+        the Schmidt spectrum; in ``[−ln rank, 0]``, ``-inf`` for a zero
+        tensor, NaN where cancellation left it unresolved (see
+        :func:`exact_purity`). (The purity itself, ``exp`` of it, underflows for the
         entanglement of large networks: hundreds of nats.)
       log_norm: ``(num_outputs,)``: ``ln ‖A^y‖_F`` (``-inf`` for a zero
         tensor), as :class:`ExactSpectrum` has it.
@@ -1104,7 +1158,8 @@ class ExactPurity(NamedTuple):
 
         It is a lower bound on the entanglement entropy, and
         ``exp(S_2) = 1 / purity`` a lower bound on the Schmidt number. Zero
-        tensors get 0, as :func:`entanglement_entropy` gives them.
+        tensors get 0, as :func:`entanglement_entropy` gives them; an
+        unresolved purity (NaN) stays NaN.
 
         Args:
           base: the base of the logarithm; ``None`` for nats.
@@ -1114,8 +1169,8 @@ class ExactPurity(NamedTuple):
         """
         base = _check_base(base)
         log_purity = jnp.asarray(self.log_purity)
-        finite = jnp.isfinite(log_purity)
-        entropy = jnp.where(finite, 0.0 - jnp.where(finite, log_purity, 0), 0)
+        zero = log_purity == -jnp.inf  # The zero tensor.
+        entropy = jnp.where(zero, 0.0, 0.0 - jnp.where(zero, 0.0, log_purity))
         return entropy if base is None else entropy / math.log(base)
 
 
@@ -1152,6 +1207,19 @@ def exact_purity(
 
     Computation is in NumPy ``float64``, every tensor rescaled and its scale
     kept as a logarithm. Not traceable (``jit``) or differentiable.
+
+    .. warning::
+       The four-copy sum is a fourth moment, so cancellation costs four times
+       the digits: signed weights whose terms cancel to a tensor ``δ`` times
+       smaller than themselves leave the purity with a relative error of about
+       ``eps / δ⁴`` (``1e-4`` at ``δ = 1e-3``; :func:`exact_spectrum`, a second
+       moment, has ``eps / δ²``). Where round-off leaves no positive sum, or a
+       purity above 1, ``log_purity`` is NaN, never a silent 0 or ``-inf``;
+       ``log_norm`` is still given unless the norm itself is lost (``δ²``
+       below ``eps``: then it is NaN too, and so is the purity of a tensor
+       whose terms cancel exactly). Only a tensor with no terms (zero
+       weights) is reported as the zero tensor. Positive weights (log-space
+       networks) cannot cancel.
 
     Args:
       params: ``(W_0, …, W_L)`` as :func:`~jaxconvac.init_decomposition`
@@ -1256,18 +1324,26 @@ def exact_purity(
     purities, log_norms = [], []
     for output in selected:
         row = root[output]
-        fourth = np.einsum("abcd,a,b,c,d->", pooled, row, row, row, row)
+        fourth = float(np.einsum("abcd,a,b,c,d->", pooled, row, row, row, row))
         square = float(row @ gram @ row)
-        if square > 0 and fourth > 0:
-            # ‖A‖⁴ = square² · exp(2 gram_log); Σ σ⁴ = fourth · exp(pooled_log).
+        if not square > 0:
+            # The zero tensor (-inf), or terms that cancel below round-off
+            # (NaN: neither the norm nor the purity is resolved).
+            unresolved = float(np.abs(row) @ np.abs(gram) @ np.abs(row)) > 0
+            purities.append(math.nan if unresolved else -math.inf)
+            log_norms.append(math.nan if unresolved else -math.inf)
+            continue
+        log_norms.append(0.5 * (math.log(square) + gram_log) + log_scale)
+        # ‖A‖⁴ = square² · exp(2 gram_log); Σ σ⁴ = fourth · exp(pooled_log).
+        log_purity = math.nan  # Lost to cancellation (see the warning).
+        if fourth > 0:
             log_purity = (
                 math.log(fourth) - 2 * math.log(square) + pooled_log - 2 * gram_log
             )
-            purities.append(min(log_purity, 0.0))
-            log_norms.append(0.5 * (math.log(square) + gram_log) + log_scale)
-        else:
-            purities.append(-math.inf)
-            log_norms.append(-math.inf)
+            # A purity is at most 1: above it by more than round-off, it is
+            # not resolved either.
+            log_purity = min(log_purity, 0.0) if log_purity < 1e-9 else math.nan
+        purities.append(log_purity)
     return ExactPurity(
         jnp.asarray(np.asarray(purities), dtype), jnp.asarray(log_norms, dtype)
     )

@@ -1041,3 +1041,99 @@ def test_exact_spectrum_low_rank_large_cut_matches_materialised_svd(monkeypatch)
                 reference,
                 atol=2e-6,
             )
+
+
+def _reference_net():
+    tree = jc.ModeTree.balanced(8)
+    params = jc.init_decomposition(
+        jax.random.key(3),
+        tree,
+        num_descriptors=2,
+        widths=(3, 3, 3),
+        num_outputs=2,
+        sharing="none",
+    )
+    return tree, [np.asarray(w, np.float64) for w in params]
+
+
+@pytest.mark.parametrize("space", ["linear", "log"])
+@pytest.mark.parametrize("factor", [1e160, 1e-200, 1e50])
+def test_weights_of_any_magnitude_only_shift_the_log_norm(space, factor):
+    # A is linear in each node's matrix: scaling node 0's by c (linear), or
+    # adding ln c to its log-weights, leaves every spectrum and purity as it
+    # is and adds ln c to ln ‖A‖. Gram matrices of the raw weights would
+    # overflow or underflow here, and float32 (x64 is off) cannot hold 1e50.
+    tree, params = _reference_net()
+    rows = (0, 2, 5)
+    scaled = list(params)
+    if space == "linear":
+        scaled[0] = params[0].copy()
+        scaled[0][0] *= factor
+    else:
+        scaled[1] = params[1].copy()
+        scaled[1][2] += math.log(factor)
+    for function in (exact_spectrum, exact_purity):
+        base = function(params, tree, rows, space=space)
+        moved = function(scaled, tree, rows, space=space)
+        np.testing.assert_allclose(
+            moved.log_norm, np.asarray(base.log_norm) + math.log(factor), rtol=1e-6
+        )
+        for field in ("singular_values", "log_purity"):
+            if hasattr(base, field):
+                np.testing.assert_allclose(
+                    getattr(moved, field), getattr(base, field), atol=1e-6
+                )
+
+
+def test_exact_purity_lost_to_cancellation_is_nan_not_a_zero_tensor():
+    # Root weights (1, -1, 0) on two channels equal to 1e-6: A is 1e-6 of
+    # its terms, below the fourth moment's resolution (eps^(1/4)), but not
+    # zero: log_norm is given and the purity says it is unresolved. At 1e-9
+    # the norm (a second moment) is lost as well.
+    tree, params = _reference_net()
+    rng = np.random.default_rng(0)
+    weights = params[2].copy()
+    weights[:, 1] = weights[:, 0] + 1e-6 * rng.normal(size=weights[:, 0].shape)
+    params = params[:2] + [weights, np.array([[[1.0, -1.0, 0.0], [1.0, 1.0, 1.0]]])]
+    purity = exact_purity(params, tree, (0, 2, 5))
+    spectrum = exact_spectrum(params, tree, (0, 2, 5))
+    assert np.isnan(purity.log_purity[0]) and np.isnan(purity.renyi2_entropy()[0])
+    assert np.isfinite(purity.log_purity[1]) and np.isfinite(purity.log_norm).all()
+    # The norm cancels to 1e-12 of its terms: resolved to about eps / 1e-12.
+    np.testing.assert_allclose(purity.log_norm, spectrum.log_norm, atol=1e-3)
+    weights[:, 1] = weights[:, 0] + 1e-9 * rng.normal(size=weights[:, 0].shape)
+    purity = exact_purity(params, tree, (0, 2, 5))
+    assert np.isnan(purity.log_purity[0]) and np.isnan(purity.log_norm[0])
+    assert np.isfinite(purity.log_purity[1]) and np.isfinite(purity.log_norm[1])
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ("complex", "params.0. must hold real numbers .* got dtype complex128"),
+        ("text", "params.0. must hold real numbers .* got dtype <U3"),
+    ],
+)
+def test_exact_measures_refuse_non_real_weights(params, message):
+    tree, weights = _reference_net()
+    bad = [w * (1 + 1j) for w in weights] if params == "complex" else ["abc"] * 4
+    for function in (exact_spectrum, exact_purity):
+        with pytest.raises(TypeError, match=message):
+            function(bad, tree, (0,))
+
+
+def test_numeric_arguments_accept_numpy_and_jax_scalars():
+    values = jnp.array([1.0, 1.0, 1.0])
+    for order in (np.float32(2), np.int64(3), jnp.asarray(2.0), 10**400):
+        assert float(renyi_entropy(values, order)) == pytest.approx(math.log(3))
+    with pytest.raises(TypeError, match="order must be a concrete number"):
+        jax.jit(renyi_entropy)(values, 3.0)
+    assert float(jax.jit(renyi_entropy, static_argnames="order")(values, 3.0)) == (
+        pytest.approx(math.log(3))
+    )
+    tree, params = _reference_net()
+    chosen = exact_spectrum(params, tree, (0, 1), outputs=jnp.array([1]))
+    every = exact_spectrum(params, tree, (0, 1))
+    np.testing.assert_allclose(chosen.log_norm, every.log_norm[1:])
+    cut = exact_spectrum(params, tree, (0, 1), rank_rtol=jnp.float32(0.1))
+    assert cut.cut_dimension <= every.cut_dimension
