@@ -13,3 +13,6 @@ def test_readme_python_blocks_run(capsys):
     # The example's claim: the exact odd/even rank is min(r_0, M)^(N/2) = 256.
     assert "(256, 256) 256" in printed
     assert "(32, 3)" in printed
+    # The entanglement example: exact min-cut bounds, and S ≥ S_2 per class.
+    assert "left/right: rank <= 16, ln 2.77" in printed
+    assert "4x4 block: rank <= 8, ln 2.08" in printed
