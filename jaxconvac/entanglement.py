@@ -376,7 +376,9 @@ def exact_spectrum(
         matrix's eigenvalues are noise). A
         trained network's nodes often span far fewer than ``r`` dimensions, so
         its cut dimension — and time — can be far below the bound from the
-        widths. ``0`` keeps the proven bounds only.
+        widths. ``0`` keeps the proven bounds only. A larger ``rank_rtol``
+        drops more, from the spectrum and from ``log_norm`` alike: both are
+        those of the tensor on the kept directions.
 
     Returns:
       An :class:`ExactSpectrum`.
