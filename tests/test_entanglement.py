@@ -202,6 +202,22 @@ def _materialised_spectra(params, tree, rows, tensor=None):
     return spectra, np.log(np.linalg.norm(tensor.reshape(len(tensor), -1), axis=1))
 
 
+def _float64_params(seed, tree, num_descriptors, widths, sharing, sign):
+    """Two-output float64 params (call under x64); ``sign="positive"``: |W|."""
+    params = jc.init_decomposition(
+        jax.random.key(seed),
+        tree,
+        num_descriptors=num_descriptors,
+        widths=widths,
+        num_outputs=2,
+        sharing=sharing,
+        dtype=jnp.float64,
+    )
+    if sign == "positive":
+        params = tuple(jnp.abs(p) for p in params)
+    return params
+
+
 def _assert_same_spectrum(exact, reference, atol=5e-8):
     # Gram matrices square the condition number: values are resolved to about
     # sqrt(eps) = 1.5e-8 of the largest, which is 1 here.
@@ -217,17 +233,7 @@ def _assert_same_spectrum(exact, reference, atol=5e-8):
 def test_exact_spectrum_matches_materialised_svd(case, sharing, sign):
     tree, num_descriptors, widths, partitions = _CASES[case]
     with jax.enable_x64(True):
-        params = jc.init_decomposition(
-            jax.random.key(case),
-            tree,
-            num_descriptors=num_descriptors,
-            widths=widths,
-            num_outputs=2,
-            sharing=sharing,
-            dtype=jnp.float64,
-        )
-        if sign == "positive":
-            params = tuple(jnp.abs(p) for p in params)
+        params = _float64_params(case, tree, num_descriptors, widths, sharing, sign)
         tensor = np.asarray(_coefficient(params, tree))
         for rows in partitions:
             spectrum = exact_spectrum(params, tree, rows)
@@ -785,17 +791,7 @@ def test_exact_purity_matches_materialised_svd(case, sharing, sign):
     tree, num_descriptors, widths = _PURITY_CASES[case]
     rng = np.random.default_rng(case)
     with jax.enable_x64(True):
-        params = jc.init_decomposition(
-            jax.random.key(case),
-            tree,
-            num_descriptors=num_descriptors,
-            widths=widths,
-            num_outputs=2,
-            sharing=sharing,
-            dtype=jnp.float64,
-        )
-        if sign == "positive":
-            params = tuple(jnp.abs(p) for p in params)
+        params = _float64_params(case, tree, num_descriptors, widths, sharing, sign)
         tensor = np.asarray(_coefficient(params, tree))
         for _ in range(4):
             size = int(rng.integers(1, tree.num_modes))
