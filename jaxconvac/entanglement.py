@@ -1094,8 +1094,9 @@ def renyi_entropy(
 
     Args:
       singular_values: ``σ`` of shape ``(num_values,)``.
-      order: ``α``, positive and not 1 (use :func:`entanglement_entropy`, the
-        limit ``α → 1``); ``inf`` gives ``−log p_0``.
+      order: ``α``, a concrete number (static under ``jit``), positive and
+        not 1 (use :func:`entanglement_entropy`, the limit ``α → 1``, which
+        orders near 1 approach to round-off); ``inf`` gives ``−log p_0``.
       base: the base of the logarithm; ``None`` for nats.
 
     Returns:
@@ -1125,6 +1126,16 @@ def renyi_entropy(
     nonzero = largest > 0
     if math.isinf(order):
         entropy = -jnp.log(jnp.where(nonzero, largest, 1))
+    elif abs(order - 1) < 1e-3:
+        # Near α = 1 the formula below divides a difference of two large logs
+        # by 1 − α. Instead: Σ p^α = Σ p + Σ p (p^(α−1) − 1), the second sum
+        # by expm1, so S_α = log1p(Σ p expm1((α−1) ln p) / Σ p) / (1 − α)
+        # (+ ln Σ p = 0 up to round-off, left out).
+        positive = p > 0
+        log_p = jnp.log(jnp.where(positive, p, 1))
+        terms = jnp.where(positive, p * jnp.expm1((order - 1) * log_p), 0)
+        total = jnp.where(nonzero, jnp.sum(p), 1)
+        entropy = jnp.log1p(jnp.sum(terms) / total) / (1 - order)
     else:
         # Σ p^α = p_max^α Σ (p / p_max)^α: no underflow for large α.
         safe = jnp.where(nonzero, largest, 1)

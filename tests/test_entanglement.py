@@ -1133,3 +1133,22 @@ def test_numeric_arguments_accept_numpy_and_jax_scalars():
     np.testing.assert_allclose(chosen.log_norm, every.log_norm[1:])
     cut = exact_spectrum(params, tree, (0, 1), rank_rtol=jnp.float32(0.1))
     assert cut.cut_dimension <= every.cut_dimension
+
+
+def test_renyi_entropy_near_order_one_tends_to_the_entanglement_entropy():
+    # log(Σ p^α) / (1 − α) cancels catastrophically as α → 1 (an error of
+    # 1e-4 at 1 ± 1e-12 before); the expm1 form keeps it to round-off, and
+    # the two forms meet where they switch (|α − 1| = 1e-3).
+    with jax.enable_x64(True):
+        values = jnp.asarray(np.random.default_rng(0).random(50))
+        limit = float(entanglement_entropy(values))
+        for order in (1 - 1e-12, 1 + 1e-12):
+            assert float(renyi_entropy(values, order)) == pytest.approx(limit, abs=1e-9)
+        below, above = (
+            float(renyi_entropy(values, 1 + d)) for d in (0.999e-3, 1.001e-3)
+        )
+        assert below > above and below - above < 1e-6
+        gradient = jax.grad(lambda v: renyi_entropy(v, 1 + 1e-6))(
+            jnp.array([1.0, 1.0, 0.0])
+        )
+        assert np.all(np.isfinite(gradient))
