@@ -79,9 +79,16 @@ def check_widths(tree: ModeTree, widths: Sequence[int]) -> tuple[int, ...]:
     """Validates ``widths = (r_0, …, r_{L-1})`` against ``tree``.
 
     Raises:
+      TypeError: if ``widths`` is not a sequence of ints.
       ValueError: if there is not one positive width per level below the root.
     """
-    widths = tuple(widths)
+    try:
+        widths = tuple(widths)
+    except TypeError:
+        raise TypeError(
+            f"widths must be a sequence of ints (r_0, …, r_{{L-1}}), one per level "
+            f"below the root ({tree.depth} for this tree), got {widths!r}."
+        ) from None
     if len(widths) != tree.depth:
         raise ValueError(
             f"widths must have one entry per level below the root, "

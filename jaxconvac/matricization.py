@@ -37,7 +37,7 @@ def check_row_modes(row_modes: Iterable[int], order: int) -> tuple[int, ...]:
             f"row_modes must be an iterable of integers, got "
             f"{type(row_modes).__name__}."
         ) from None
-    checked = []
+    checked, seen = [], set()
     for position, mode in enumerate(modes):
         if isinstance(mode, bool | np.bool_):
             raise TypeError(f"row_modes[{position}] must be an integer, got {mode!r}.")
@@ -53,17 +53,28 @@ def check_row_modes(row_modes: Iterable[int], order: int) -> tuple[int, ...]:
                 f"row_modes[{position}] = {index} is out of range for a tensor of "
                 f"order {order}: valid modes are 0 … {order - 1}."
             )
-        if index in checked:
-            raise ValueError(f"row_modes repeats mode {index}: {tuple(modes)}.")
+        if index in seen:
+            raise ValueError(
+                f"row_modes repeats mode {index} (at positions "
+                f"{checked.index(index)} and {position}): {_abridged(modes)}."
+            )
         checked.append(index)
+        seen.add(index)
     if not checked:
         raise ValueError("row_modes must not be empty: a matricization needs rows.")
     if len(checked) == order:
         raise ValueError(
             f"row_modes must be a proper subset of the {order} modes, got all of "
-            f"them: {tuple(modes)}."
+            f"them: {_abridged(modes)}."
         )
     return tuple(sorted(checked))
+
+
+def _abridged(modes: list) -> str:
+    """The modes for an error message: all of them, or the first few of many."""
+    if len(modes) <= 16:
+        return str(tuple(modes))
+    return f"({', '.join(map(str, modes[:8]))}, … {len(modes)} modes in all)"
 
 
 def matricize(tensor: ArrayLike, row_modes: Iterable[int]) -> jax.Array:

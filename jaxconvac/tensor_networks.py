@@ -92,6 +92,8 @@ def tensor_network(
       or ``"copy"``), and edges with an integer ``dim``.
 
     Raises:
+      TypeError: if ``tree`` is no :class:`~jaxconvac.ModeTree` or ``widths``
+        is not a sequence of ints.
       ValueError: if ``widths`` does not have one positive entry per level
         below the root, or ``num_descriptors`` is not positive.
 
@@ -127,6 +129,13 @@ def network_min_cut(
     its value is right. So the bound is recomputed as the integer product of
     the cut edges' dimensions, and checked against the flow value.
 
+    .. warning::
+       Two cuts whose products differ by less than float64 resolves in their
+       logarithms (possible only for products beyond about ``10^12``, e.g.
+       ``10^18 − 1`` against ``10^9 · 10^9``) look equally cheap to the flow,
+       which may return the dearer one. On the tensor networks of tree
+       decompositions, :func:`min_cut_bound` is exact.
+
     Args:
       graph: an undirected graph whose edges carry an integer ``dim``; a
         vertex with an integer ``dim`` attribute (a copy tensor) may be cut
@@ -138,19 +147,31 @@ def network_min_cut(
       A :class:`MinCut`.
 
     Raises:
+      TypeError: if ``graph`` is not an undirected simple ``networkx.Graph``
+        (a multigraph's parallel edges would merge) or a side is not an
+        iterable of hashable vertices.
       ValueError: if either side is empty, they overlap, a vertex is not in
         the graph, or a ``dim`` is not a positive integer.
       RuntimeError: if the cut found does not reproduce the flow value (a
         floating-point failure; use :func:`min_cut_bound` on trees).
     """
-    rows, cols = list(row_legs), list(col_legs)
+    if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
+        raise TypeError(
+            "graph must be an undirected networkx.Graph without parallel edges, "
+            f"got {type(graph).__name__}."
+        )
+    rows, cols = _vertices(row_legs, "row_legs"), _vertices(col_legs, "col_legs")
     if not rows or not cols:
         raise ValueError("row_legs and col_legs must both be non-empty.")
     if set(rows) & set(cols):
         raise ValueError(f"row_legs and col_legs overlap: {set(rows) & set(cols)}.")
-    for vertex in rows + cols:
-        if vertex not in graph:
-            raise ValueError(f"vertex {vertex!r} is not in the graph.")
+    for name, side in (("row_legs", rows), ("col_legs", cols)):
+        for vertex in side:
+            if vertex not in graph:
+                raise ValueError(
+                    f"{name} holds {vertex!r}, which is not in the graph "
+                    "(pass a list of vertices, e.g. [('input', 0)], even for one)."
+                )
     for u, v, dim in graph.edges(data="dim"):
         _check_dim(dim, f"edge {(u, v)}")
     costly = {v: d for v, d in graph.nodes(data="dim") if d is not None}
@@ -204,6 +225,19 @@ def network_min_cut(
     return MinCut(bound, tuple(cut_edges), tuple(cut_vertices))
 
 
+def _vertices(legs, name: str) -> list:
+    try:
+        vertices = list(legs)
+        for vertex in vertices:
+            hash(vertex)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an iterable of hashable graph vertices, got "
+            f"{type(legs).__name__}: {legs!r:.80}."
+        ) from None
+    return vertices
+
+
 def _check_dim(dim, where: str) -> None:
     if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim < 1:
         raise ValueError(f"{where} must have a positive int dim, got {dim!r}.")
@@ -224,8 +258,9 @@ def min_cut_bound(
     subtree is the least product of the dimensions of its edges whose ends
     lie on different sides, in Python integers. ``method="flow"`` runs
     :func:`network_min_cut` on :func:`tensor_network` (networkx maximum flow)
-    instead; both give the same bound (the cut edges may differ between
-    minimal cuts).
+    instead, as a cross-check: both give the same bound (the cut edges may
+    differ between minimal cuts), and ``"flow"`` raises where float
+    capacities could not tell its cut from a cheaper one.
 
     Args:
       tree: the mode tree, ``N`` leaves, depth ``L``.
@@ -239,9 +274,14 @@ def min_cut_bound(
       A :class:`MinCut`: the exact integer bound and the cut edges.
 
     Raises:
+      TypeError: if ``tree`` is no :class:`~jaxconvac.ModeTree`, ``widths``
+        is not a sequence of ints, or ``row_modes`` not one of integers.
       ValueError: for widths that do not fit the tree, a non-positive
         ``num_descriptors``, a partition that is out of range, empty,
         repeated or covers every position, or an unknown method.
+      RuntimeError: with ``method="flow"``, if the float flow's cut is not
+        a least one (cut products beyond about ``10^12`` can tie in
+        float64).
 
     Examples:
       >>> tree = ModeTree.balanced(8)
@@ -254,11 +294,21 @@ def min_cut_bound(
         raise ValueError(f"method must be 'tree' or 'flow', got {method!r}.")
     graph = tensor_network(tree, widths, num_descriptors)
     rows = check_row_modes(row_modes, tree.num_modes)
+    row_set = set(rows)
     row_legs = [("input", i) for i in rows]
-    col_legs = [("input", i) for i in range(tree.num_modes) if i not in set(rows)]
-    if method == "flow":
-        return network_min_cut(graph, row_legs, col_legs)
-    return _tree_min_cut(graph, ("weights", tree.depth, 0), set(row_legs))
+    col_legs = [("input", i) for i in range(tree.num_modes) if i not in row_set]
+    exact = _tree_min_cut(graph, ("weights", tree.depth, 0), set(row_legs))
+    if method == "tree":
+        return exact
+    flow = network_min_cut(graph, row_legs, col_legs)
+    if flow.bound != exact.bound:
+        raise RuntimeError(
+            f"the float flow found a cut of product {flow.bound}, but the least "
+            f"product is {exact.bound}: their logarithms are equal to float "
+            "precision (cut products this large can tie in float64). Use "
+            "method='tree', which is exact."
+        )
+    return flow
 
 
 def _tree_min_cut(graph: nx.Graph, root: Hashable, row_legs: set) -> MinCut:

@@ -238,3 +238,54 @@ def test_general_graph_min_cut():
 def test_bad_input_messages(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_flow_refuses_cut_products_that_tie_in_float():
+    # ln(10^18 − 1) == ln(10^9 · 10^9) in float64: the flow cannot tell the
+    # cheaper cut (the one edge of 10^18 − 1) from the two input legs.
+    tree = jc.ModeTree.balanced(4)
+    widths, num_descriptors = (10**19, 10**18 - 1), 10**9
+    exact = min_cut_bound(tree, widths, num_descriptors, (0, 1))
+    assert exact.bound == 10**18 - 1
+    with pytest.raises(RuntimeError, match="least product is 999999999999999999"):
+        min_cut_bound(tree, widths, num_descriptors, (0, 1), method="flow")
+
+
+def test_network_min_cut_bad_graphs_and_sides():
+    graph = nx.Graph([("a", "b", {"dim": 2})])
+    with pytest.raises(TypeError, match="graph must be an undirected networkx.Graph"):
+        network_min_cut(None, ["a"], ["b"])
+    multi = nx.MultiGraph([("a", "b", {"dim": 3}), ("a", "b", {"dim": 5})])
+    with pytest.raises(TypeError, match="without parallel edges, got MultiGraph"):
+        network_min_cut(multi, ["a"], ["b"])
+    with pytest.raises(TypeError, match="got DiGraph"):
+        network_min_cut(nx.DiGraph(graph), ["a"], ["b"])
+    with pytest.raises(TypeError, match="row_legs must be an iterable of hashable"):
+        network_min_cut(graph, [["a"]], ["b"])
+    with pytest.raises(TypeError, match="col_legs must be an iterable"):
+        network_min_cut(graph, ["a"], 3)
+    with pytest.raises(
+        ValueError, match="col_legs holds 'q', which is not in the graph"
+    ):
+        network_min_cut(graph, ["a"], ["q"])
+    # One vertex passed bare: its items are not vertices, and the message says
+    # how to pass it.
+    tree_graph = tensor_network(jc.ModeTree.balanced(4), (2, 2), 2)
+    with pytest.raises(ValueError, match=r"pass a list of vertices"):
+        network_min_cut(tree_graph, ("input", 0), [("input", 1)])
+
+
+def test_widths_that_are_not_a_sequence():
+    for widths in (2, None):
+        with pytest.raises(TypeError, match="widths must be a sequence of ints"):
+            min_cut_bound(jc.ModeTree.balanced(4), widths, 2, (0,))
+
+
+def test_repeated_modes_name_both_positions_and_abridge_long_subsets():
+    with pytest.raises(ValueError, match=r"repeats mode 3 \(at positions 1 and 4\)"):
+        jc.matricize(np.zeros((2,) * 6), (0, 3, 1, 2, 3))
+    modes = list(range(999)) + [5]
+    with pytest.raises(
+        ValueError, match=r"\(0, 1, 2, 3, 4, 5, 6, 7, … 1000 modes in all\)"
+    ):
+        min_cut_bound(jc.ModeTree.balanced(1024), (2,) * 10, 2, modes)
