@@ -913,6 +913,22 @@ def test_exact_purity_bad_input(rows, kwargs, error, message):
         exact_purity(params[:-1], tree, (0,))
 
 
+def _assert_two_outputs_match_svd(params, tree, rows, spectra):
+    with jax.enable_x64(True):
+        tensor = np.asarray(_coefficient(tuple(params), tree))
+    for output in range(2):
+        reference = np.linalg.svd(
+            _numpy_matricize(tensor[output], rows), compute_uv=False
+        )
+        reference = reference / np.linalg.norm(reference)
+        for spectrum in spectra:
+            _assert_same_spectrum(
+                np.asarray(spectrum.singular_values[output], np.float64),
+                reference,
+                atol=2e-6,
+            )
+
+
 def test_exact_spectrum_cuts_pure_nodes_to_their_numerical_rank():
     # Level-1 weights of rank 2 (4 channels): each pair of leaves spans 2
     # dimensions, not the 4 of the widths. Two far pairs: cut dimension 2 · 2
@@ -928,19 +944,7 @@ def test_exact_spectrum_cuts_pure_nodes_to_their_numerical_rank():
     numerical = exact_spectrum(params, tree, rows)
     proven = exact_spectrum(params, tree, rows, rank_rtol=0)
     assert (numerical.cut_dimension, proven.cut_dimension) == (4, 16)
-    with jax.enable_x64(True):
-        tensor = np.asarray(_coefficient(tuple(params), tree))
-    for output in range(2):
-        reference = np.linalg.svd(
-            _numpy_matricize(tensor[output], rows), compute_uv=False
-        )
-        reference = reference / np.linalg.norm(reference)
-        for spectrum in (numerical, proven):
-            _assert_same_spectrum(
-                np.asarray(spectrum.singular_values[output], np.float64),
-                reference,
-                atol=2e-6,
-            )
+    _assert_two_outputs_match_svd(params, tree, rows, (numerical, proven))
 
 
 @pytest.mark.parametrize(
@@ -1024,19 +1028,7 @@ def test_exact_spectrum_low_rank_large_cut_matches_materialised_svd(monkeypatch)
     assert proven.cut_dimension == 256 and max(sizes) < 256
     numerical = exact_spectrum(params, tree, rows)
     assert numerical.cut_dimension == 16
-    with jax.enable_x64(True):
-        tensor = np.asarray(_coefficient(tuple(params), tree))
-    for output in range(2):
-        reference = np.linalg.svd(
-            _numpy_matricize(tensor[output], rows), compute_uv=False
-        )
-        reference = reference / np.linalg.norm(reference)
-        for spectrum in (proven, numerical):
-            _assert_same_spectrum(
-                np.asarray(spectrum.singular_values[output], np.float64),
-                reference,
-                atol=2e-6,
-            )
+    _assert_two_outputs_match_svd(params, tree, rows, (proven, numerical))
 
 
 def _reference_net():
