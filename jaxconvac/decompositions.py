@@ -204,8 +204,8 @@ def check_param_shapes(params: Sequence[ArrayLike], tree: ModeTree) -> None:
             f"params must hold {tree.depth + 1} weight arrays for a tree of depth "
             f"{tree.depth} (leaves to root), got {len(params)}."
         )
-    params = tuple(np.shape(p) for p in params)
-    for level, shape in enumerate(params):
+    shapes = tuple(np.shape(p) for p in params)
+    for level, shape in enumerate(shapes):
         if len(shape) != 3:
             raise ValueError(
                 f"params[{level}] must have shape (groups, out, in), got {shape}."
@@ -221,13 +221,13 @@ def check_param_shapes(params: Sequence[ArrayLike], tree: ModeTree) -> None:
                 f"params[{level}] has {shape[0]} weight groups; level "
                 f"{level} allows {sorted(allowed)} (full, per_tap, none)."
             )
-        if level and shape[2] != params[level - 1][1]:
+        if level and shape[2] != shapes[level - 1][1]:
             raise ValueError(
                 f"params[{level}] takes {shape[2]} input channels but "
-                f"params[{level - 1}] gives {params[level - 1][1]}."
+                f"params[{level - 1}] gives {shapes[level - 1][1]}."
             )
-    if params[-1][0] != 1:
-        raise ValueError(f"params[-1] (the root) must have 1 group, got {params[-1]}.")
+    if shapes[-1][0] != 1:
+        raise ValueError(f"params[-1] (the root) must have 1 group, got {shapes[-1]}.")
 
 
 def _apply_linear(weights: jax.Array, values: jax.Array) -> jax.Array:
